@@ -1,0 +1,183 @@
+"""Signature verification: raw signatures and detached CMS, for RSA, ECDSA and GOST certificates.
+
+RSA/ECDSA use ``cryptography`` when importable (fast, in-process) and fall back to ``openssl``; GOST always
+uses ``openssl`` with the gost engine. Certificates' validity periods are checked unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from . import openssl
+from .certhash import signature_algorithm_for
+from .der import certificate_der, certificate_to_pem, parse_certificate, pem_blocks
+from .errors import EsiaError
+from .signing import GOST_DIGESTS, check_validity
+
+_SHA256_ALGS = {"RS256": "sha256", "ES256": "sha256"}
+
+
+def _verify_with_cryptography(cert_der: bytes, data: bytes, signature: bytes, algorithm: str) -> bool | None:
+    """True/False, or None when ``cryptography`` is not installed."""
+    try:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, padding
+    except ImportError:
+        return None
+    key = x509.load_der_x509_certificate(cert_der).public_key()
+    try:
+        if algorithm == "RS256":
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg,union-attr]
+        else:
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg,union-attr]
+    except InvalidSignature:
+        return False
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _verify_with_openssl(
+    cert_der: bytes,
+    data: bytes,
+    signature: bytes,
+    algorithm: str,
+    *,
+    engine: str | None,
+    openssl_path: str | None,
+) -> bool:
+    md = GOST_DIGESTS.get(algorithm) or _SHA256_ALGS.get(algorithm)
+    if md is None:
+        raise EsiaError.local("SG-ESIA-109", detail=algorithm)
+    use_engine = engine if algorithm in GOST_DIGESTS else None
+    with openssl.private_dir() as tmp:
+        cert_path = openssl.write_private(tmp / "cert.pem", certificate_to_pem(cert_der))
+        pub = openssl.run_openssl(
+            ["x509", "-in", str(cert_path), "-pubkey", "-noout"],
+            engine=use_engine,
+            openssl=openssl_path,
+            what="extract public key",
+        )
+        pub_path = openssl.write_private(tmp / "pub.pem", pub)
+        sig_path = openssl.write_private(tmp / "sig.bin", signature)
+        try:
+            openssl.run_openssl(
+                ["dgst", f"-{md}", "-verify", str(pub_path), "-signature", str(sig_path)],
+                stdin=data,
+                engine=use_engine,
+                openssl=openssl_path,
+                what="verify signature",
+            )
+        except EsiaError as exc:
+            if exc.code == "SG-ESIA-101":
+                raise
+            return False
+    return True
+
+
+def signature_matches(
+    cert: bytes | str,
+    data: bytes,
+    signature: bytes,
+    *,
+    byte_order: str = "as-is",
+    engine: str = openssl.DEFAULT_ENGINE,
+    openssl_path: str | None = None,
+) -> bool:
+    """Whether ``signature`` over ``data`` verifies with the certificate's key (no validity check)."""
+    der = certificate_der(cert)
+    algorithm = signature_algorithm_for(der)
+    if byte_order == "reverse":
+        signature = signature[::-1]
+    if algorithm in _SHA256_ALGS:
+        result = _verify_with_cryptography(der, data, signature, algorithm)
+        if result is not None:
+            return result
+    return _verify_with_openssl(der, data, signature, algorithm, engine=engine, openssl_path=openssl_path)
+
+
+def verify_raw(
+    cert_der: bytes | str,
+    data: bytes,
+    signature: bytes,
+    *,
+    byte_order: str = "as-is",
+    now: datetime | None = None,
+    check_dates: bool = True,
+    engine: str = openssl.DEFAULT_ENGINE,
+    openssl_path: str | None = None,
+) -> None:
+    """Raise ``EsiaError`` (SG-ESIA-106/107) unless the raw signature verifies with a valid certificate."""
+    der = certificate_der(cert_der)
+    if check_dates:
+        check_validity(parse_certificate(der), now)
+    if not signature_matches(
+        der, data, signature, byte_order=byte_order, engine=engine, openssl_path=openssl_path
+    ):
+        raise EsiaError.local(
+            "SG-ESIA-107",
+            detail=f"raw {signature_algorithm_for(der)} signature does not verify with this certificate",
+        )
+
+
+def verify_cms_detached(
+    cms_der: bytes,
+    data: bytes,
+    *,
+    expected_cert: bytes | str | None = None,
+    trusted_ca_file: str | Path | None = None,
+    now: datetime | None = None,
+    check_dates: bool = True,
+    engine: str = openssl.DEFAULT_ENGINE,
+    openssl_path: str | None = None,
+) -> bytes:
+    """Verify a detached CMS/PKCS#7 signature over ``data`` with ``openssl cms -verify``.
+
+    Returns the signer certificate (DER). Without ``trusted_ca_file`` only the signature is checked
+    (``-noverify``: ESIA trusts the *registered* certificate, which ``expected_cert`` pins).
+    """
+    use_engine = engine if openssl.gost_engine_available(engine, openssl_path) else None
+    with openssl.private_dir() as tmp:
+        cms_path = openssl.write_private(tmp / "sig.p7s", cms_der)
+        data_path = openssl.write_private(tmp / "data.bin", data)
+        certs_path = tmp / "signer.pem"
+        args = [
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(cms_path),
+            "-content",
+            str(data_path),
+            "-out",
+            str(tmp / "content.out"),
+            "-certsout",
+            str(certs_path),
+        ]
+        args += ["-CAfile", str(trusted_ca_file)] if trusted_ca_file else ["-noverify"]
+        try:
+            openssl.run_openssl(
+                args, engine=use_engine, openssl=openssl_path, what="cms verify", error_code="SG-ESIA-107"
+            )
+        except EsiaError as exc:
+            if exc.code == "SG-ESIA-107" and use_engine is None:
+                exc.detail += "; if the signature is GOST install libengine-gost-openssl"
+            raise
+        blocks = pem_blocks(certs_path.read_bytes(), "CERTIFICATE") if certs_path.exists() else []
+    if not blocks:
+        raise EsiaError.local("SG-ESIA-107", detail="CMS carries no signer certificate")
+    signer = blocks[0]
+    if expected_cert is not None and certificate_der(expected_cert) not in blocks:
+        raise EsiaError.local(
+            "SG-ESIA-107", detail="CMS was signed with a different certificate than the registered one"
+        )
+    if expected_cert is not None:
+        signer = certificate_der(expected_cert)
+    if check_dates:
+        check_validity(parse_certificate(signer), now)
+    return signer
