@@ -1,0 +1,1 @@
+"""The podman lab: base images, apt cache, network and a topology of systemd containers."""

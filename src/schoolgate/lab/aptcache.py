@@ -1,0 +1,112 @@
+"""A shared apt cache for lab containers: one apt-cacher-ng container on the lab network.
+
+One cache process serves every container, so concurrent scenarios never fight over apt's archive
+lock (which is what happens when many containers mount one host archive directory). Lab images
+probe for it before each download and fall back to the mirror directly when it is absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from schoolgate.lab import images, podman
+
+NAME = images.APT_CACHE_HOST
+IMAGE = "localhost/schoolgate-aptcache:latest"
+BUILDER = "schoolgate-aptcache-build"
+RECIPE_VERSION = 1
+ACNG_CONF = """# managed by schoolgate lab
+CacheDir: /var/cache/apt-cacher-ng
+LogDir: /var/log/apt-cacher-ng
+Port: 3142
+ForeGround: 1
+# plain http proxying of the Debian mirror only; no CONNECT tunnels
+PassThroughPattern: ^$
+ExThreshold: 4
+"""
+
+
+def recipe_hash() -> str:
+    return images._sha({"v": RECIPE_VERSION, "conf": ACNG_CONF, "base": images.recipe_for("bookworm").hash()})
+
+
+def _build_image(log: Callable[[str], None]) -> None:
+    base = images.image_name("bookworm")
+    podman.remove_container(BUILDER)
+    script = (
+        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+        "apt-get install -y -qq --no-install-recommends apt-cacher-ng >/dev/null; "
+        "cat > /etc/apt-cacher-ng/zz-schoolgate.conf; "
+        "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
+    )
+    log(f"aptcache: building {IMAGE} from {base} ...")
+    try:
+        podman.run(
+            ["run", "-i", "--name", BUILDER, "--network", podman.NETWORK, base, "bash", "-c", script],
+            subject=BUILDER,
+            action="install apt-cacher-ng",
+            input_bytes=ACNG_CONF.encode(),
+            timeout=900,
+        )
+        podman.run(
+            [
+                "commit",
+                "--change",
+                'CMD ["/usr/sbin/apt-cacher-ng", "-c", "/etc/apt-cacher-ng"]',
+                "--change",
+                f"LABEL {images.RECIPE_LABEL}={recipe_hash()}",
+                BUILDER,
+                IMAGE,
+            ],
+            subject=IMAGE,
+            action="commit apt cache image",
+        )
+    finally:
+        podman.remove_container(BUILDER)
+
+
+def ensure(log: Callable[[str], None] = print) -> str:
+    """Make sure the cache container runs. Returns what was done: 'running', 'started'."""
+    images.ensure_image("bookworm", log=log)
+    podman.ensure_network()
+    with images._locked("aptcache"):
+        labels = podman.image_labels(IMAGE)
+        rebuilt = False
+        if labels is None or labels.get(images.RECIPE_LABEL) != recipe_hash():
+            _build_image(log)
+            rebuilt = True
+        state = podman.container_state(NAME)
+        if state == "running" and not rebuilt:
+            return "running"
+        podman.remove_container(NAME)  # stale (exited, or from an older image)
+        store = images.cache_dir() / "apt-cacher-ng"
+        store.mkdir(parents=True, exist_ok=True)
+        podman.run(
+            [
+                "run",
+                "-d",
+                "--name",
+                NAME,
+                "--hostname",
+                NAME,
+                "--network",
+                podman.NETWORK,
+                "--label",
+                "org.schoolgate.lab=aptcache",
+                "-v",
+                f"{store}:/var/cache/apt-cacher-ng",
+                IMAGE,
+            ],
+            subject=NAME,
+            action="start apt cache container",
+        )
+        for _ in range(20):
+            if podman.container_state(NAME) == "running":
+                return "started"
+            time.sleep(0.5)
+        raise podman.PodmanError(NAME, "start apt cache container", podman.container_logs(NAME))
+
+
+def stop() -> bool:
+    return podman.remove_container(NAME)

@@ -1,0 +1,107 @@
+"""Thin wrapper around the podman CLI that always uses the project's containers.conf."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+CONTAINERS_CONF = PROJECT_DIR / "lab" / "containers.conf"
+NETWORK = "schoolgate"
+
+
+class PodmanError(RuntimeError):
+    """A podman call failed; `subject` names the host/image/network it was about."""
+
+    def __init__(self, subject: str, action: str, message: str) -> None:
+        self.subject = subject
+        self.action = action
+        self.message = message.strip()
+        super().__init__(f"{subject}: {action} failed: {self.message}")
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # crun and podman's default ulimits do not work on our machines (see lab/containers.conf).
+    env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
+    return env
+
+
+def run(
+    args: Sequence[str],
+    *,
+    subject: str,
+    action: str,
+    check: bool = True,
+    input_bytes: bytes | None = None,
+    timeout: float | None = 600,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["podman", *args],
+        env=podman_env(),
+        input=input_bytes.decode() if input_bytes is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise PodmanError(subject, action, proc.stderr or proc.stdout or f"exit code {proc.returncode}")
+    return proc
+
+
+def image_labels(image: str) -> dict[str, str] | None:
+    """Labels of a local image, or None when the image does not exist."""
+    proc = run(["image", "inspect", image], subject=image, action="inspect image", check=False)
+    if proc.returncode != 0:
+        return None
+    data: list[dict[str, Any]] = json.loads(proc.stdout or "[]")
+    if not data:
+        return None
+    return dict(data[0].get("Labels") or data[0].get("Config", {}).get("Labels") or {})
+
+
+def container_state(name: str) -> str | None:
+    """'running', 'exited', ... or None when no container has that name."""
+    proc = run(
+        ["container", "inspect", "--format", "{{.State.Status}}", name],
+        subject=name,
+        action="inspect container",
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def remove_container(name: str) -> bool:
+    """Remove a container (any state). True if one existed."""
+    if container_state(name) is None:
+        return False
+    run(["rm", "--force", "--time", "5", name], subject=name, action="remove stale container", check=False)
+    return True
+
+
+def ensure_network(name: str = NETWORK) -> bool:
+    """Create the lab network if missing; tolerate another process creating it at the same time.
+
+    Returns True when this call created it.
+    """
+    if run(["network", "exists", name], subject=name, action="check network", check=False).returncode == 0:
+        return False
+    proc = run(["network", "create", name], subject=name, action="create network", check=False)
+    if proc.returncode == 0:
+        return True
+    # Lost a race with a concurrent scenario: fine as long as the network now exists.
+    if run(["network", "exists", name], subject=name, action="check network", check=False).returncode == 0:
+        return False
+    raise PodmanError(name, "create network", proc.stderr)
+
+
+def container_logs(name: str, lines: int = 20) -> str:
+    proc = run(["logs", "--tail", str(lines), name], subject=name, action="logs", check=False)
+    return (proc.stdout + proc.stderr).strip()
