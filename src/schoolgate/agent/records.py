@@ -1,0 +1,198 @@
+"""Turning request bodies into validated, storable records.
+
+Validation itself is the ESIA core's contract (`schoolgate.esia.contracts`);
+this module only decodes the body, asks the contract, and produces the
+canonical JSON the outbox stores and the delivery workers send verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .store import Prepared
+
+# URL kind (singular or the provider's plural) → contract kind; provider endpoint per contract kind.
+KINDS = {
+    "grade": "grade",
+    "grades": "grade",
+    "attendance": "attendance",
+    "performance": "performance",
+}
+PROVIDER_PATH = {"grade": "grades", "attendance": "attendance", "performance": "performance"}
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class InputError(Exception):
+    """Bad input: becomes a 4xx naming the field(s)."""
+
+    def __init__(self, status: int, errors: Sequence[FieldError], code: str = "invalid_input") -> None:
+        self.status = status
+        self.errors = list(errors)
+        self.code = code
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in self.errors))
+
+
+def kind_of(url_kind: str) -> str:
+    kind = KINDS.get(url_kind)
+    if kind is None:
+        raise InputError(
+            404,
+            [FieldError("kind", f"unknown record kind {url_kind!r}; use grade, attendance or performance")],
+            "unknown_kind",
+        )
+    return kind
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            400, [FieldError("body", f"not valid UTF-8 (byte {exc.start})")], "bad_encoding"
+        ) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError(400, [FieldError("body", "JSON nested too deeply")], "bad_json") from None
+    except ValueError as exc:
+        raise InputError(400, [FieldError("body", f"not valid JSON: {exc}")], "bad_json") from None
+
+
+def _contracts() -> Any:
+    from schoolgate.esia import contracts  # the one implementation of the record contracts
+
+    return contracts
+
+
+def _check(kind: str, records: list[Any], prefix: str) -> None:
+    contracts = _contracts()
+    errors: list[FieldError] = []
+    for i, rec in enumerate(records):
+        where = f"{prefix}[{i}]" if prefix else ""
+        if not isinstance(rec, dict):
+            errors.append(FieldError(where or "body", "must be a JSON object (one record)"))
+        else:
+            for err in contracts.validate(kind, rec, fmt="json"):
+                path = str(getattr(err, "path", "") or "")
+                field = f"{where}.{path}" if where and path else (where or path or "body")
+                errors.append(FieldError(field, str(getattr(err, "message", err))))
+        if len(errors) >= 50:  # enough to fix the portal; don't build a megabyte of errors
+            break
+    if errors:
+        raise InputError(422, errors, "validation_failed")
+
+
+def _canonical(rec: dict[str, Any]) -> bytes:
+    return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _prepare(kind: str, records: list[dict[str, Any]]) -> list[Prepared]:
+    return [Prepared(r["record_id"], kind, r["pupil_id"], _canonical(r)) for r in records]
+
+
+def parse_single(kind: str, body: bytes) -> list[Prepared]:
+    obj = _decode_json(body)
+    if not isinstance(obj, dict):
+        raise InputError(400, [FieldError("body", "must be one JSON object (a record)")], "bad_shape")
+    _check(kind, [obj], "")
+    return _prepare(kind, [obj])
+
+
+def parse_batch(
+    kind: str, body: bytes, content_type: str, max_records: int, max_bytes: int
+) -> list[Prepared]:
+    ct = content_type.split(";")[0].strip().lower()
+    if ct in ("application/json", "", "application/octet-stream"):
+        obj = _decode_json(body)
+        if not isinstance(obj, dict) or not isinstance(obj.get("records"), list):
+            raise InputError(400, [FieldError("records", 'body must be {"records": [...]}')], "bad_shape")
+        records = obj["records"]
+    elif ct in ("application/xml", "text/xml"):
+        records = _xml_records(kind, body, max_bytes)
+    elif ct in ("text/csv", "application/csv"):
+        records = _csv_records(kind, body)
+    else:
+        raise InputError(
+            415,
+            [
+                FieldError(
+                    "Content-Type",
+                    f"{ct!r} is not accepted; use application/json, application/xml or text/csv",
+                )
+            ],
+            "unsupported_media_type",
+        )
+    if not records:
+        raise InputError(400, [FieldError("records", "empty batch")], "bad_shape")
+    if len(records) > max_records:
+        raise InputError(
+            413,
+            [FieldError("records", f"{len(records)} records; at most {max_records} per batch")],
+            "too_many_records",
+        )
+    _check(kind, records, "records")
+    return _prepare(kind, records)
+
+
+def _xml_records(kind: str, body: bytes, max_bytes: int) -> list[Any]:
+    contracts = _contracts()
+    try:
+        parsed = contracts.parse_xml(body, max_bytes)
+    except Exception as exc:  # the contract's parser refuses DTDs/entities and says why
+        raise InputError(400, [FieldError("body", f"XML refused: {exc}")], "bad_xml") from None
+    return _records_from_parsed(kind, parsed, "xml")
+
+
+def _csv_records(kind: str, body: bytes) -> list[Any]:
+    contracts = _contracts()
+    parse_csv = getattr(contracts, "parse_csv", None)
+    if parse_csv is None:
+        raise InputError(
+            415,
+            [FieldError("Content-Type", "CSV batches are not supported by this version")],
+            "unsupported_media_type",
+        )
+    try:
+        parsed = parse_csv(kind, body)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            400, [FieldError("body", f"not valid UTF-8 (byte {exc.start})")], "bad_encoding"
+        ) from None
+    except Exception as exc:
+        raise InputError(400, [FieldError("body", f"CSV refused: {exc}")], "bad_csv") from None
+    return _records_from_parsed(kind, parsed, "csv")
+
+
+def _records_from_parsed(kind: str, parsed: Any, fmt: str) -> list[Any]:
+    if isinstance(parsed, tuple) and len(parsed) == 2:  # (kind, records)
+        doc_kind, records = parsed
+        if doc_kind and KINDS.get(str(doc_kind)) != kind:
+            raise InputError(
+                400,
+                [FieldError("records@kind", f"document says {doc_kind!r}, URL says {kind!r}")],
+                "kind_mismatch",
+            )
+        parsed = records
+    if isinstance(parsed, dict):
+        doc_kind = parsed.get("kind")
+        if doc_kind and KINDS.get(str(doc_kind)) != kind:
+            raise InputError(
+                400,
+                [FieldError("records@kind", f"document says {doc_kind!r}, URL says {kind!r}")],
+                "kind_mismatch",
+            )
+        parsed = parsed.get("records")
+    if not isinstance(parsed, list):
+        raise InputError(400, [FieldError("body", f"{fmt} document holds no records")], "bad_shape")
+    return parsed

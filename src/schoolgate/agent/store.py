@@ -1,0 +1,532 @@
+"""The agent's durable outbox: SQLite in WAL mode with group commit.
+
+Every change goes through ONE writer thread that owns the only write
+connection. Callers on the event loop hand it small operations and await a
+future; the writer drains everything that queued up while the previous commit
+was being fsynced, runs each operation inside its own SAVEPOINT (so one bad
+request never spoils its neighbours) and commits them all with one fsync.
+That is what lets hundreds of concurrent requests share one durable commit
+instead of paying one fsync each.
+
+A record is "accepted" only after the commit that holds it returned: the
+future is resolved after COMMIT, never before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import queue
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- One row per accepted record. seq is the acceptance order; record_id the
+-- idempotency key. pupil_id is an opaque id (never a name). payload is the
+-- canonical JSON of the record; it is dropped once the provider took it.
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    pupil_id TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    payload BLOB,
+    accepted_at REAL NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS records_queue ON records(part, seq) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    http_status INTEGER,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    dead_at REAL NOT NULL
+);
+"""
+
+QUEUED, DELIVERED, DEAD = 0, 1, 2
+STATE_NAMES = {QUEUED: "queued", DELIVERED: "delivered", DEAD: "dead"}
+
+
+class RecordConflict(Exception):
+    """A record_id that is already stored with different content."""
+
+    def __init__(self, record_id: str, index: int) -> None:
+        super().__init__(f"record_id {record_id} was already accepted with different content")
+        self.record_id = record_id
+        self.index = index
+
+
+class StoreClosed(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated record ready to be stored."""
+
+    record_id: str
+    kind: str
+    pupil_id: str
+    payload: bytes
+    digest: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            self.digest = hashlib.blake2b(self.payload, digest_size=16).digest()
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    duplicate_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class QueuedRecord:
+    seq: int
+    record_id: str
+    kind: str
+    pupil_id: str
+    payload: bytes
+    accepted_at: float
+    attempts: int
+
+
+def partition_of(pupil_id: str, partitions: int) -> int:
+    # Stable across processes and restarts (unlike hash()), so a pupil always maps to the same lane.
+    return zlib.crc32(pupil_id.encode()) % partitions
+
+
+def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def open_database(path: str | Path, partitions: int) -> tuple[sqlite3.Connection, int]:
+    """Create or open the outbox; returns (connection, partitions actually used).
+
+    The partition count is fixed when the database is created: records already
+    queued were assigned to a lane, and changing the count would let a pupil's
+    later records overtake earlier ones.
+    """
+    path = str(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(path)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise RuntimeError(f"outbox {path}: could not switch SQLite to WAL mode (got {mode!r})")
+    # FULL: a commit is fsynced before we answer 2xx, so an accepted record survives power loss too.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA wal_autocheckpoint=4000")
+    conn.executescript(SCHEMA)
+    row = conn.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()
+    if row is None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO meta(key, value) VALUES('partitions', ?)", (str(partitions),))
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+        used = partitions
+    else:
+        used = int(row[0])
+    return conn, used
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    rows: int
+
+
+_STOP = object()
+
+
+class Outbox:
+    """Durable queue of accepted records, one writer thread, group commit."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        partitions: int = 4,
+        group_max_rows: int = 50_000,
+        group_linger_s: float = 0.0,
+    ) -> None:
+        self.path = str(path)
+        self._conn, self.partitions = open_database(self.path, partitions)
+        self._group_max_rows = group_max_rows
+        self._linger = group_linger_s
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._closed = False
+        self.writer_alive = False
+        # Observability: kept here so /metrics never has to scan the table.
+        self.queue_depth = self._count_queued()
+        self.commits = 0
+        self.committed_ops = 0
+        self.last_commit_s = 0.0
+        self.listeners: list[
+            Callable[[int], None]
+        ] = []  # called (on the loop) with a partition that got work
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._reader = _connect(self.path)
+        self._thread = threading.Thread(target=self._writer, name="outbox-writer", daemon=True)
+        self.writer_alive = True
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._q.put(_STOP)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        if self._reader is not None:
+            self._reader.close()
+        self._conn.close()
+
+    def _count_queued(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM records WHERE state = 0").fetchone()[0])
+
+    # -- the writer thread ----------------------------------------------------------------------------
+    def _writer(self) -> None:
+        conn = self._conn
+        q = self._q
+        try:
+            while True:
+                first = q.get()
+                if first is _STOP:
+                    return
+                ops: list[_Op] = [first]
+                rows = first.rows
+                stop = False
+                deadline = time.monotonic() + self._linger
+                while rows < self._group_max_rows:
+                    try:
+                        if self._linger > 0:
+                            remaining = deadline - time.monotonic()
+                            nxt = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                        else:
+                            nxt = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    ops.append(nxt)
+                    rows += nxt.rows
+                self._commit_group(conn, ops)
+                if stop:
+                    return
+        finally:
+            self.writer_alive = False
+
+    def _commit_group(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn)
+                except Exception as exc:  # the op's own failure: undo only its part of the group
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((op, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((op, value, None))
+            t0 = time.perf_counter()
+            conn.execute("COMMIT")
+            self.last_commit_s = time.perf_counter() - t0
+            self.commits += 1
+            self.committed_ops += len(ops)
+        except Exception as exc:  # the commit itself failed (disk full, I/O error): nobody was stored
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            results = [(op, None, exc) for op in ops]
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve_all, results)
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], Any], rows: int = 1) -> Any:
+        if self._closed or not self.writer_alive:
+            raise StoreClosed("the outbox writer is not running")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._q.put(_Op(fn, fut, rows))
+        return await fut
+
+    # -- ingest ---------------------------------------------------------------------------------------
+    async def ingest(self, records: Sequence[Prepared]) -> IngestResult:
+        """Store records durably (all or nothing). Duplicates with the same content are acknowledged;
+        a known record_id with different content raises RecordConflict and stores nothing."""
+        partitions = self.partitions
+        now = time.time()
+        rows = [
+            (r.record_id, r.kind, partition_of(r.pupil_id, partitions), r.pupil_id, r.digest, r.payload, now)
+            for r in records
+        ]
+        result: IngestResult = await self._submit(lambda c: _insert_records(c, rows), rows=len(rows))
+        if result.accepted:
+            self.queue_depth += result.accepted
+            touched = {row[2] for row in rows}
+            for listener in self.listeners:
+                for part in touched:
+                    listener(part)
+        return result
+
+    # -- delivery bookkeeping --------------------------------------------------------------------------
+    async def mark_delivered(self, seqs: Sequence[int]) -> int:
+        now = time.time()
+
+        def op(c: sqlite3.Connection) -> int:
+            cur = c.executemany(
+                "UPDATE records SET state = 1, done_at = ?, payload = NULL WHERE seq = ? AND state = 0",
+                [(now, s) for s in seqs],
+            )
+            return cur.rowcount
+
+        n = await self._submit(op, rows=len(seqs))
+        self.queue_depth -= n
+        return n
+
+    async def dead_letter(self, items: Sequence[tuple[int, str, str, int | None, str, str]]) -> int:
+        """items: (seq, record_id, kind, http_status, code, message)."""
+        now = time.time()
+
+        def op(c: sqlite3.Connection) -> int:
+            cur = c.executemany(
+                "UPDATE records SET state = 2, done_at = ? WHERE seq = ? AND state = 0",
+                [(now, it[0]) for it in items],
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO dead_letters"
+                "(seq, record_id, kind, http_status, code, message, dead_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*it, now) for it in items],
+            )
+            return cur.rowcount
+
+        n = await self._submit(op, rows=len(items))
+        self.queue_depth -= n
+        return n
+
+    async def bump_attempts(self, seqs: Sequence[int]) -> None:
+        await self._submit(
+            lambda c: c.executemany(
+                "UPDATE records SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs]
+            ),
+            rows=len(seqs),
+        )
+
+    async def ping(self) -> None:
+        """A no-op through the writer: proves the writer thread and a commit work (readiness)."""
+        await self._submit(lambda c: None, rows=0)
+
+    # -- reads (a separate connection; WAL readers never block the writer) ---------------------------
+    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        assert self._reader is not None
+        with self._reader_lock:
+            return fn(self._reader)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, fn)
+
+    async def fetch_queue(self, part: int, limit: int) -> list[QueuedRecord]:
+        return await self.read(lambda c: fetch_queue(c, part, limit))
+
+    async def record_status(self, record_id: str) -> dict[str, Any] | None:
+        return await self.read(lambda c: record_status(c, record_id))
+
+    async def oldest_queued_age(self) -> float:
+        return await self.read(lambda c: oldest_queued_age(c, self.partitions))
+
+    async def recount(self) -> int:
+        """Re-read the queue depth (the CLI may have replayed dead letters behind our back)."""
+        n = await self.read(
+            lambda c: int(c.execute("SELECT COUNT(*) FROM records WHERE state = 0").fetchone()[0])
+        )
+        self.queue_depth = n
+        return n
+
+
+def _resolve_all(results: Iterable[tuple[_Op, Any, BaseException | None]]) -> None:
+    for op, value, exc in results:
+        if op.future.done():  # the request was cancelled (client went away); the data is still committed
+            continue
+        if exc is not None:
+            op.future.set_exception(exc)
+        else:
+            op.future.set_result(value)
+
+
+_INSERT = (
+    "INSERT INTO records(record_id, kind, part, pupil_id, digest, payload, accepted_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(record_id) DO NOTHING"
+)
+
+
+def _insert_records(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> IngestResult:
+    result = IngestResult()
+    before = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    base = before[0] if before else 0
+    cur = c.executemany(_INSERT, rows)
+    if cur.rowcount == len(rows):  # fast path: all new, seqs are base+1 .. base+n in request order
+        result.accepted = len(rows)
+        if rows:
+            result.first_seq, result.last_seq = base + 1, base + len(rows)
+        return result
+    # Some ids were known already: redo row by row (inside this op's savepoint) to tell which.
+    c.execute("ROLLBACK TO op")
+    for index, row in enumerate(rows):
+        cur = c.execute(_INSERT, row)
+        if cur.rowcount == 1:
+            result.accepted += 1
+            seq = cur.lastrowid
+            if result.first_seq is None:
+                result.first_seq = seq
+            result.last_seq = seq
+            continue
+        known = c.execute("SELECT digest FROM records WHERE record_id = ?", (row[0],)).fetchone()
+        if known is None or bytes(known[0]) != row[4]:
+            raise RecordConflict(row[0], index)
+        result.duplicates += 1
+        result.duplicate_ids.append(row[0])
+    return result
+
+
+def fetch_queue(c: sqlite3.Connection, part: int, limit: int) -> list[QueuedRecord]:
+    cur = c.execute(
+        "SELECT seq, record_id, kind, pupil_id, payload, accepted_at, attempts FROM records"
+        " WHERE part = ? AND state = 0 ORDER BY seq LIMIT ?",
+        (part, limit),
+    )
+    return [QueuedRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6]) for r in cur]
+
+
+def record_status(c: sqlite3.Connection, record_id: str) -> dict[str, Any] | None:
+    row = c.execute(
+        "SELECT seq, kind, state, accepted_at, done_at, attempts FROM records WHERE record_id = ?",
+        (record_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    out: dict[str, Any] = {
+        "record_id": record_id,
+        "seq": row[0],
+        "kind": row[1],
+        "status": STATE_NAMES.get(row[2], str(row[2])),
+        "accepted_at": row[3],
+        "done_at": row[4],
+        "attempts": row[5],
+    }
+    if row[2] == DEAD:
+        dl = c.execute(
+            "SELECT http_status, code, message FROM dead_letters WHERE seq = ?", (row[0],)
+        ).fetchone()
+        if dl:
+            out["provider_status"], out["provider_code"], out["provider_message"] = dl
+    return out
+
+
+def oldest_queued_age(c: sqlite3.Connection, partitions: int) -> float:
+    oldest: float | None = None
+    for part in range(partitions):
+        row = c.execute(
+            "SELECT accepted_at FROM records WHERE part = ? AND state = 0 ORDER BY seq LIMIT 1", (part,)
+        ).fetchone()
+        if row and (oldest is None or row[0] < oldest):
+            oldest = row[0]
+    return 0.0 if oldest is None else max(0.0, time.time() - oldest)
+
+
+# -- synchronous helpers for the CLI (a separate process; WAL lets it read while the agent runs) ----------
+def cli_status(path: str) -> dict[str, Any]:
+    c = _connect(path, readonly=True)
+    try:
+        counts = {
+            STATE_NAMES[s]: n for s, n in c.execute("SELECT state, COUNT(*) FROM records GROUP BY state")
+        }
+        parts = int(c.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()[0])
+        return {
+            "database": path,
+            "queued": counts.get("queued", 0),
+            "delivered": counts.get("delivered", 0),
+            "dead": counts.get("dead", 0),
+            "oldest_queued_age_s": round(oldest_queued_age(c, parts), 3),
+            "partitions": parts,
+        }
+    finally:
+        c.close()
+
+
+def cli_dlq_list(path: str, limit: int) -> list[dict[str, Any]]:
+    c = _connect(path, readonly=True)
+    try:
+        cur = c.execute(
+            "SELECT seq, record_id, kind, http_status, code, message, dead_at FROM dead_letters"
+            " ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        keys = ("seq", "record_id", "kind", "http_status", "code", "message", "dead_at")
+        return [dict(zip(keys, row, strict=True)) for row in cur]
+    finally:
+        c.close()
+
+
+def cli_dlq_replay(path: str, record_ids: Sequence[str] | None) -> int:
+    """Put dead letters back in the queue (all, or the given ids). They keep their original place in
+    acceptance order."""
+    c = _connect(path)
+    try:
+        c.execute("BEGIN IMMEDIATE")
+        if record_ids:
+            seqs = [
+                r[0]
+                for rid in record_ids
+                for r in c.execute("SELECT seq FROM dead_letters WHERE record_id = ?", (rid,))
+            ]
+        else:
+            seqs = [r[0] for r in c.execute("SELECT seq FROM dead_letters")]
+        c.executemany(
+            "UPDATE records SET state = 0, attempts = 0, done_at = NULL WHERE seq = ? AND state = 2",
+            [(s,) for s in seqs],
+        )
+        c.executemany("DELETE FROM dead_letters WHERE seq = ?", [(s,) for s in seqs])
+        c.execute("COMMIT")
+        return len(seqs)
+    finally:
+        c.close()
