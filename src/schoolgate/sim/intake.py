@@ -22,7 +22,7 @@ from aiohttp import web
 from .auth import caller
 from .common import BAD_BODY, MISSING_PARAMS, SimError, ctx, ok
 from .logs import log
-from .validation import parse_xml_records, validate_csv, validate_records
+from .validation import csv_kind, parse_xml_records, validate_csv, validate_records
 
 KINDS = {"grades": "grade", "attendance": "attendance", "performance": "performance"}
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -199,14 +199,15 @@ async def edu_upload_csv(request: web.Request) -> web.Response:
     version, table = request.match_info["version"], request.match_info["table"]
     if not UPLOAD_VERSION_RE.match(version):
         raise SimError(404, "not_found", "SIM-404", f"unknown edu-upload version {version!r}")
-    if not TABLE_RE.match(table):
-        raise SimError(404, "not_found", "SIM-404", f"unknown table {table!r}")
+    kind = csv_kind(table) if TABLE_RE.match(table) else None
+    if kind is None:
+        raise SimError(404, "not_found", "SIM-404", f"unknown table {table!r}; one of {', '.join(KINDS)}")
     raw = await request.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SimError(400, "invalid_request", BAD_BODY, f"CSV must be UTF-8: {exc}") from exc
-    rows, errors = validate_csv(table, text)
+    records, errors = validate_csv(table, text)
     if errors:
         raise SimError(
             422,
@@ -216,14 +217,37 @@ async def edu_upload_csv(request: web.Request) -> web.Response:
             errors=errors[:200],
         )
     upload_id = str(uuid.uuid4())
-    ctx(request).store.execute(
-        "INSERT INTO uploads(upload_id, version, table_name, client_id, rows, body_sha256, created_at)"
-        " VALUES (?,?,?,?,?,?,?)",
-        (upload_id, version, table, who.client_id, rows, hashlib.sha256(raw).hexdigest(), time.time()),
-    )
-    log("edu_upload.accepted", client_id=who.client_id, upload_id=upload_id, table=table, rows=rows)
+    now = time.time()
+    rows = [
+        (r["record_id"], kind, who.client_id, upload_id, r["school_id"], json.dumps(r, ensure_ascii=False), now)
+        for r in records
+    ]
+    # Same exactly-once rule as the batch API: a record_id already stored is never stored twice.
+    with ctx(request).store.tx() as db:
+        inserted = max(
+            db.executemany(
+                "INSERT OR IGNORE INTO records(record_id, kind, client_id, batch_id, school_id, payload,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            ).rowcount,
+            0,
+        )
+        db.execute(
+            "INSERT INTO uploads(upload_id, version, table_name, client_id, rows, body_sha256, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (upload_id, version, table, who.client_id, len(rows), hashlib.sha256(raw).hexdigest(), now),
+        )
+    log("edu_upload.accepted", client_id=who.client_id, upload_id=upload_id, table=table, rows=len(rows))
     return ok(
-        {"upload_id": upload_id, "version": version, "table": table, "rows": rows, "status": "accepted"}
+        {
+            "upload_id": upload_id,
+            "version": version,
+            "table": table,
+            "rows": len(rows),
+            "accepted": inserted,
+            "duplicates": len(rows) - inserted,
+            "status": "accepted",
+        }
     )
 
 
