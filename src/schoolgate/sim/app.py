@@ -130,6 +130,7 @@ def create_app(config: SimConfig, *, store: Store | None = None) -> web.Applicat
     app = web.Application(middlewares=[observe, errors, inject_faults], client_max_size=config.max_body_bytes)
     app[CTX_KEY] = sim
     services.setup(app)
+    intake.setup(app)
     for module in (region, cabinet, intake, admin, esia_oauth, services, ca):
         app.add_routes(module.routes())
 

@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -24,9 +27,29 @@ from .common import BAD_BODY, MISSING_PARAMS, SimError, ctx, ok
 from .logs import log
 from .validation import csv_kind, parse_xml_records, validate_csv, validate_records
 
+WRITER_KEY: web.AppKey[ThreadPoolExecutor] = web.AppKey("sim_intake_writer", ThreadPoolExecutor)
+
+
+def _writer(request: web.Request) -> ThreadPoolExecutor:
+    return request.app[WRITER_KEY]
+
+
+def setup(app: web.Application) -> None:
+    """One writer thread: SQLite allows one writer anyway, and one thread keeps the writer connection's
+    transactions from interleaving."""
+    app[WRITER_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-intake-writer")
+
+    async def _stop(_app: web.Application) -> None:
+        _app[WRITER_KEY].shutdown(wait=True)
+
+    app.on_cleanup.append(_stop)
+
+
 KINDS = {"grades": "grade", "attendance": "attendance", "performance": "performance"}
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 UPLOAD_VERSION_RE = re.compile(r"^v?[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")
+# One encoder object: json.dumps with non-default options builds a new encoder per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 TABLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -98,9 +121,9 @@ async def post_batch(request: web.Request) -> web.Response:
     batch_id = str(uuid.uuid4())
     now = time.time()
     client_id = who.client_id
-    dumps = json.dumps
+    dumps = _ENCODE
     rows = [
-        (r["record_id"], kind, client_id, batch_id, r["school_id"], dumps(r, ensure_ascii=False), now)
+        (r["record_id"], kind, client_id, batch_id, r["school_id"], dumps(r), now)
         for r in valid
     ]
     distinct = len({row[0] for row in rows})
@@ -116,15 +139,32 @@ async def post_batch(request: web.Request) -> web.Response:
             "replayed": False,
         }
 
-    inserted, response = sim.store.store_batch(
-        client_id=client_id,
-        key=key,
-        kind=kind,
-        body_hash=body_hash,
-        batch_id=batch_id,
-        rows=rows,
-        response_for=response_for,
+    loop = asyncio.get_running_loop()
+    outcome, response = await loop.run_in_executor(
+        _writer(request),
+        functools.partial(
+            sim.store.store_batch,
+            client_id=client_id,
+            key=key,
+            kind=kind,
+            body_hash=body_hash,
+            batch_id=batch_id,
+            rows=rows,
+            response_for=response_for,
+        ),
     )
+    if outcome == "conflict":
+        raise SimError(
+            422,
+            "idempotency_key_reused",
+            "SIM-422",
+            "Idempotency-Key was already used for a different batch; use a new key for new data",
+            batch_id=response["batch_id"],
+        )
+    if outcome == "replayed":
+        response["replayed"] = True
+        return ok(response)
+    inserted = response["accepted"]
     m = sim.metrics
     m.inc("schoolgate_sim_intake_batches_total", help_text="Intake batches.", kind=kind, replayed="false")
     m.inc(
@@ -219,7 +259,7 @@ async def edu_upload_csv(request: web.Request) -> web.Response:
     upload_id = str(uuid.uuid4())
     now = time.time()
     rows = [
-        (r["record_id"], kind, who.client_id, upload_id, r["school_id"], json.dumps(r, ensure_ascii=False), now)
+        (r["record_id"], kind, who.client_id, upload_id, r["school_id"], _ENCODE(r), now)
         for r in records
     ]
     # Same exactly-once rule as the batch API: a record_id already stored is never stored twice.

@@ -12,7 +12,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,14 +81,15 @@ CREATE TABLE IF NOT EXISTS batches (
     PRIMARY KEY (client_id, idempotency_key)
 );
 CREATE TABLE IF NOT EXISTS records (
-    record_id TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     client_id TEXT NOT NULL,
     batch_id TEXT NOT NULL,
     school_id TEXT NOT NULL,
     payload TEXT NOT NULL,
     received_at REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY,
     version TEXT NOT NULL,
@@ -157,7 +158,14 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
 
+        # A second connection used only by the intake's writer thread: SQLite releases the GIL while it
+        # writes, so batches are stored on one core while the event loop parses the next on the other.
+        self.writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.writer.execute("PRAGMA synchronous=NORMAL")
+        self.writer.execute("PRAGMA busy_timeout=5000")
+
     def close(self) -> None:
+        self.writer.close()
         self.db.close()
 
     @contextmanager
@@ -209,26 +217,47 @@ class Store:
         kind: str,
         body_hash: str,
         batch_id: str,
-        rows: Iterable[tuple[str, str, str, str, str, str, float]],
-        response_for: Any,
-    ) -> tuple[int, dict[str, Any]]:
-        """Insert records (record_id is the primary key: a stored id is never stored twice) and the
-        batch's response in ONE transaction. Returns (inserted, response)."""
-        now = time.time()
-        with self.tx() as db:
+        rows: Sequence[tuple[str, str, str, str, str, str, float]],
+        response_for: Callable[[int], dict[str, Any]],
+    ) -> tuple[str, dict[str, Any]]:
+        """Store a batch exactly once, in ONE transaction on the writer connection (call it from the single
+        writer thread). record_id is the primary key, so a stored record is never stored twice.
+
+        Returns ("stored", response), ("replayed", original response) when the key was stored meanwhile
+        by a concurrent request with the same body, or ("conflict", original response) for another body.
+        """
+        db = self.writer
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT body_hash, response FROM batches WHERE client_id = ? AND idempotency_key = ?",
+                (client_id, key),
+            ).fetchone()
+            if row is not None:
+                outcome = "replayed" if row[0] == body_hash else "conflict"
+                if outcome == "replayed":
+                    db.execute(
+                        "UPDATE batches SET replays = replays + 1 WHERE client_id = ? AND idempotency_key = ?",
+                        (client_id, key),
+                    )
+                db.execute("COMMIT")
+                return outcome, json.loads(row[1])
             cur = db.executemany(
                 "INSERT OR IGNORE INTO records(record_id, kind, client_id, batch_id, school_id, payload,"
                 " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            inserted = max(cur.rowcount, 0)
-            response = response_for(inserted)
+            response = response_for(max(cur.rowcount, 0))
             db.execute(
-                "INSERT INTO batches(idempotency_key, client_id, kind, body_hash, batch_id, response, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, client_id, kind, body_hash, batch_id, json.dumps(response), now),
+                "INSERT INTO batches(idempotency_key, client_id, kind, body_hash, batch_id, response,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, client_id, kind, body_hash, batch_id, json.dumps(response), time.time()),
             )
-        return inserted, response
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return "stored", response
 
     def intake_stats(self) -> dict[str, Any]:
         by_kind = {
