@@ -28,6 +28,8 @@ from .signing import Signer
 VERSIONS = ("v1", "v2", "v3")
 TIMESTAMP_FORMAT = "%Y.%m.%d %H:%M:%S %z"
 _TIMESTAMP_RE = re.compile(r"^\d{4}\.\d{2}\.\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
+# DER of OID 1.2.840.113549.1.7.2 (CMS SignedData)
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
 _UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -364,14 +366,8 @@ def _diagnose(
         causes = _cms_signer_mismatch(raw, message, cert_der)
         if causes:
             return causes
-    else:
-        try:
-            from .verify import verify_cms_detached
-
-            verify_cms_detached(raw, message, check_dates=False)
-            return ["a detached CMS (v1 style) was sent where v2/v3 expect a raw signature"]
-        except EsiaError:
-            pass
+    elif raw[:1] == b"\x30" and _SIGNED_DATA_OID in raw[:32]:
+        return ["a detached CMS (v1 style) was sent where v2/v3 expect a raw signature"]
     for description, variant in _variants(version, params):
         if check(variant.encode("utf-8")):
             return [description]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from schoolgate.esia.errors import EsiaError
 from schoolgate.esia.signing import CommandSigner, CryptographySigner, OpenSSLGostSigner, Signer, make_signer
 from schoolgate.esia.verify import signature_matches, verify_cms_detached, verify_raw
 
-DATA = "openid fullname2026.12.04 10:00:00 +0000SCHOOL-001c0a8f5d2-1111-4222-8333-444455556666".encode()
+DATA = b"openid fullname2026.12.04 10:00:00 +0000SCHOOL-001c0a8f5d2-1111-4222-8333-444455556666"
 
 
 def test_every_signer_satisfies_the_protocol(signers):
