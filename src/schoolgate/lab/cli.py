@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from schoolgate.lab import aptcache, hosts, images, podman, topology
+from schoolgate.lab import aptcache, hosts, images, podman, site, testrun, topology
 
 DEFAULT_INVENTORY = podman.PROJECT_DIR / "inventory.lab.ini"
 
@@ -86,6 +86,37 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    rc = cmd_up(args)
+    if rc != 0:
+        return rc
+    inventory = Path(args.inventory)
+    stages = site.site_stages(podman.PROJECT_DIR / "site.yml")
+    _log(f"running site.yml (stages: {', '.join(stages) or 'none'}) against {inventory} ...")
+    rc, recaps, log = site.run_site(inventory, podman.PROJECT_DIR / "reports")
+    _log("")
+    _log("PLAY RECAP summary:")
+    for rec in recaps.values():
+        _log(
+            f"  {rec.host:<12} ok={rec.ok:<4} changed={rec.changed:<4} failed={rec.failed} "
+            f"unreachable={rec.unreachable} skipped={rec.skipped}"
+        )
+    schools = [r for r in recaps.values() if r.host.startswith("school-")]
+    for rec in schools:
+        verdict = "idempotent (0 changed)" if rec.changed == 0 else f"{rec.changed} changed"
+        _log(f"{rec.host}: {verdict}")
+    _log(f"site.yml imports: {', '.join(stages)}; stages not written yet are simply not run.")
+    _log(f"inventory: {inventory}")
+    _log(f"log:       {log}")
+    _log("status:    schoolgate lab status   |   shell: podman exec -it school-001 bash")
+    _log(f"lab run finished in {time.monotonic() - started:.0f}s, ansible-playbook exit code {rc}")
+    if not recaps:
+        _log("ERROR: no PLAY RECAP in the output; see the log")
+        return rc or 1
+    return rc
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     removed = hosts.down(log=_log)
     if args.all:
@@ -148,12 +179,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-aptcache", action="store_true")
     p.set_defaults(handler=cmd_up)
 
+    p = sub.add_parser("run", help="lab up, then site.yml against the lab inventory (make lab)")
+    _add_topology_args(p)
+    p.add_argument("--inventory", default=str(DEFAULT_INVENTORY), help="where to write the inventory")
+    p.add_argument("--no-aptcache", action="store_true")
+    p.set_defaults(handler=cmd_run)
+
     p = sub.add_parser("down", help="remove the lab hosts")
     p.add_argument("--all", action="store_true", help="also the apt cache container and the network")
     p.set_defaults(handler=cmd_down)
 
     p = sub.add_parser("status", help="show lab hosts and their systemd state")
     p.set_defaults(handler=cmd_status)
+
+    testrun.register_test(sub)
 
     p = sub.add_parser("inventory", help="print the inventory for a topology (no containers)")
     _add_topology_args(p)

@@ -26,7 +26,18 @@ IMAGE_REPO = "localhost/schoolgate-base"
 RECIPE_LABEL = "org.schoolgate.recipe"
 # Bump when the customisation below changes in a way the file contents do not capture.
 RECIPE_VERSION = 1
-INCLUDE = ("python3", "systemd", "systemd-sysv", "dbus", "sudo", "ca-certificates")
+# python3-apt: Ansible's apt module needs it in check mode; iproute2/procps: testinfra (ss, ps).
+INCLUDE = (
+    "python3",
+    "python3-apt",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "sudo",
+    "ca-certificates",
+    "iproute2",
+    "procps",
+)
 APT_CACHE_HOST = "schoolgate-aptcache"
 APT_CACHE_PORT = 3142
 

@@ -1,0 +1,75 @@
+"""`schoolgate lab run` (what `make lab` does): lab up, then site.yml against the lab inventory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from schoolgate.lab import podman
+
+RECAP_RE = re.compile(
+    r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)\s+"
+    r"failed=(?P<failed>\d+)(?:\s+skipped=(?P<skipped>\d+))?"
+)
+IMPORT_RE = re.compile(r"import_playbook:\s*(\S+)")
+
+
+@dataclass(frozen=True)
+class Recap:
+    host: str
+    ok: int
+    changed: int
+    unreachable: int
+    failed: int
+    skipped: int
+
+
+def parse_recap(output: str) -> dict[str, Recap]:
+    """Host → counts from the PLAY RECAP block(s) of ansible-playbook output (last one wins)."""
+    recaps: dict[str, Recap] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap:
+            m = RECAP_RE.match(line.strip())
+            if m:
+                d = {k: int(v or 0) for k, v in m.groupdict().items() if k != "host"}
+                recaps[m.group("host")] = Recap(m.group("host"), **d)
+            elif line.strip():
+                in_recap = False
+    return recaps
+
+
+def site_stages(site: Path) -> list[str]:
+    return IMPORT_RE.findall(site.read_text()) if site.exists() else []
+
+
+def run_site(
+    inventory: Path, log_dir: Path, extra: list[str] | None = None
+) -> tuple[int, dict[str, Recap], Path]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"lab-site-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    env = podman.podman_env()
+    env["ANSIBLE_CONFIG"] = str(podman.PROJECT_DIR / "ansible.cfg")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    cmd = ["ansible-playbook", "-i", str(inventory), "site.yml", *(extra or [])]
+    with open(log, "w") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.run(
+            cmd,
+            cwd=podman.PROJECT_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            check=False,
+        )
+        out.write(proc.stdout)
+    return proc.returncode, parse_recap(proc.stdout), log

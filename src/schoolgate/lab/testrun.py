@@ -1,0 +1,203 @@
+"""`schoolgate lab test`: every check of the project in stages, one summary line at the end.
+
+Each lint stage and each Molecule scenario counts as one check; pytest stages count their tests.
+All stages run even when one fails; the exit code is non-zero when anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from schoolgate.lab import podman
+
+PROJECT = podman.PROJECT_DIR
+REPORTS = PROJECT / "reports"
+STAGES = ("ruff", "yamllint", "ansible-lint", "syntax", "unit", "molecule", "lab")
+MOLECULE_TIMEOUT_S = 30 * 60
+
+
+@dataclass
+class Result:
+    name: str
+    passed: int
+    failed: int
+    seconds: float
+    log: Path
+    note: str = ""
+
+
+def _env() -> dict[str, str]:
+    env = podman.podman_env()
+    env["PATH"] = f"{PROJECT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env["PY_COLORS"] = "0"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def _run(cmd: Sequence[str], log: Path, timeout: float | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        try:
+            return subprocess.run(
+                list(cmd),
+                cwd=PROJECT,
+                env=_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            out.write(f"\nTIMEOUT after {timeout}s\n")
+            return 124
+
+
+def _check(name: str, cmd: Sequence[str]) -> Result:
+    log = REPORTS / f"{name}.log"
+    log.unlink(missing_ok=True)
+    started = time.monotonic()
+    rc = _run(cmd, log)
+    ok = rc == 0
+    return Result(name, int(ok), int(not ok), time.monotonic() - started, log)
+
+
+def playbooks() -> list[Path]:
+    found = [PROJECT / "site.yml"] if (PROJECT / "site.yml").exists() else []
+    return found + sorted((PROJECT / "playbooks").glob("*.yml"))
+
+
+def stage_syntax() -> Result:
+    log = REPORTS / "syntax.log"
+    log.unlink(missing_ok=True)
+    started = time.monotonic()
+    inventory = PROJECT / "inventory.example.ini"
+    bad = [
+        pb.name
+        for pb in playbooks()
+        if _run(["ansible-playbook", "--syntax-check", "-i", str(inventory), str(pb)], log) != 0
+    ]
+    return Result(
+        "syntax",
+        int(not bad),
+        int(bool(bad)),
+        time.monotonic() - started,
+        log,
+        f"failed: {', '.join(bad)}" if bad else f"{len(playbooks())} playbooks",
+    )
+
+
+def stage_pytest(name: str, args: Sequence[str]) -> Result:
+    log = REPORTS / f"{name}.log"
+    log.unlink(missing_ok=True)
+    junit = REPORTS / f"{name}.xml"
+    junit.unlink(missing_ok=True)
+    started = time.monotonic()
+    rc = _run(["pytest", "-p", "no:cacheprovider", f"--junitxml={junit}", *args], log)
+    secs = time.monotonic() - started
+    if rc == 5:  # pytest: no tests collected
+        return Result(name, 0, 0, secs, log, "no tests")
+    passed = failed = 0
+    if junit.exists():
+        root = ET.parse(junit).getroot()  # noqa: S314
+        for suite in root.iter("testsuite"):
+            tests = int(suite.get("tests", 0))
+            bad = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+            failed += bad
+            passed += tests - bad - int(suite.get("skipped", 0))
+    if rc != 0 and failed == 0:
+        failed = 1  # crashed before/after tests (collection error, internal error)
+    return Result(name, passed, failed, secs, log)
+
+
+def scenarios(only: Sequence[str] | None = None) -> list[str]:
+    names = sorted(
+        p.parent.name
+        for p in (PROJECT / "molecule").glob("*/molecule.yml")
+        if not p.parent.name.startswith("_")
+    )
+    return [n for n in names if not only or n in only]
+
+
+def stage_molecule(names: Sequence[str], jobs: int) -> list[Result]:
+    def one(name: str) -> Result:
+        log = REPORTS / f"molecule-{name}.log"
+        log.unlink(missing_ok=True)
+        started = time.monotonic()
+        rc = _run(["molecule", "test", "-s", name], log, timeout=MOLECULE_TIMEOUT_S)
+        res = Result(f"molecule:{name}", int(rc == 0), int(rc != 0), time.monotonic() - started, log)
+        _print(res)
+        return res
+
+    if not names:
+        return []
+    # Build/reuse images once up front so parallel scenarios do not queue on the image lock.
+    _run(["schoolgate", "lab", "images"], REPORTS / "lab-images.log")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, names))
+
+
+def _print(res: Result) -> None:
+    status = "PASS" if res.failed == 0 else "FAIL"
+    counts = f"{res.passed} passed, {res.failed} failed"
+    note = f" - {res.note}" if res.note else ""
+    print(
+        f"[{status}] {res.name:<24} {counts:<22} {res.seconds:6.1f}s  {res.log.relative_to(PROJECT)}{note}",
+        flush=True,
+    )
+
+
+def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] | None) -> list[Result]:
+    REPORTS.mkdir(exist_ok=True)
+    results: list[Result] = []
+    simple = {
+        "ruff": lambda: _check("ruff", ["ruff", "check", "."]),
+        "yamllint": lambda: _check("yamllint", ["yamllint", "."]),
+        "ansible-lint": lambda: _check("ansible-lint", ["ansible-lint", "--profile", "production"]),
+        "syntax": stage_syntax,
+        "unit": lambda: stage_pytest("unit", ["tests/unit"]),
+        "lab": lambda: stage_pytest("lab", ["-m", "lab", "tests/lab"]),
+    }
+    for stage in stages:
+        if stage == "molecule":
+            results += stage_molecule(scenarios(only_scenarios), jobs)
+            continue
+        res = simple[stage]()
+        _print(res)
+        results.append(res)
+    return results
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    stages = args.stage or list(STAGES)
+    results = run_stages(stages, args.jobs, args.scenario)
+    passed = sum(r.passed for r in results)
+    failed = sum(r.failed for r in results)
+    print(f"logs: {REPORTS.relative_to(PROJECT)}/  total time {time.monotonic() - started:.0f}s", flush=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+def register_test(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("test", help="run every stage of the test suite (what `make test` runs)")
+    p.add_argument("--stage", action="append", choices=STAGES, help="only this stage (repeatable)")
+    p.add_argument("--scenario", action="append", help="only this Molecule scenario (repeatable)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("MOLECULE_JOBS", "2")),
+        help="Molecule scenarios run at the same time",
+    )
+    p.set_defaults(handler=cmd_test)

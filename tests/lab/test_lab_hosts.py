@@ -1,0 +1,48 @@
+"""The lab brings up real systemd containers and reports failures by host name."""
+
+import pytest
+
+from schoolgate.lab import hosts, podman
+from schoolgate.lab.topology import LabHost
+
+from .conftest import podman_exec
+
+
+@pytest.mark.parametrize("suite", ["bookworm", "trixie"])
+def test_host_boots_systemd(lab_host, suite):
+    name = lab_host(f"e2e-lab-{suite}", suite)
+    assert hosts.systemd_state(name) in ("running", "degraded")
+    rc, out = podman_exec(name, "cat", "/etc/os-release")
+    assert rc == 0 and f"VERSION_CODENAME={suite}" in out
+    rc, out = podman_exec(name, "ps", "-p", "1", "-o", "comm=")
+    assert out.strip() == "systemd"
+
+
+def test_restart_reuses_running_host(lab_host):
+    name = lab_host("e2e-lab-reuse")
+    assert hosts.start_host(LabHost(name, "test", "bookworm"), label="test") == "reused"
+
+
+def test_stale_container_is_replaced(lab_host):
+    name = lab_host("e2e-lab-stale")
+    podman.run(["stop", "--time", "1", name], subject=name, action="stop")
+    assert podman.container_state(name) in ("exited", "stopped")
+    assert hosts.start_host(LabHost(name, "test", "bookworm"), label="test") == "started"
+    assert hosts.systemd_state(name) in ("running", "degraded")
+
+
+def test_failing_host_names_host_and_podman_message(lab_ready):
+    host = LabHost("e2e-lab-broken", "test", "bookworm")
+    with pytest.raises(hosts.HostStartError) as err:
+        hosts.start_host(host, image="localhost/schoolgate-base:no-such-tag", label="test")
+    text = str(err.value)
+    assert "e2e-lab-broken" in text
+    assert "no-such-tag" in text  # podman's own message names the missing image
+    assert podman.container_state("e2e-lab-broken") is None
+
+
+def test_hosts_resolve_each_other_by_name(lab_host):
+    a = lab_host("e2e-lab-dns-a")
+    lab_host("e2e-lab-dns-b")
+    rc, out = podman_exec(a, "getent", "hosts", "e2e-lab-dns-b")
+    assert rc == 0 and "e2e-lab-dns-b" in out
