@@ -55,6 +55,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise InputError(
             413, [FieldError("body", f"{request.content_length} bytes; at most {limit} allowed")], "too_large"
         )
+    if request.content_length is not None:
+        return await request.read()  # length known and within the limit
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(256 * 1024):

@@ -72,10 +72,13 @@ def make_ssl_context(cfg: AgentConfig) -> ssl.SSLContext:
 def explain_tls(exc: BaseException) -> str:
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+            cause = cause.certificate_error
         if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = getattr(cause, "verify_message", None) or str(cause)
             return (
-                f"provider TLS certificate is not trusted ({cause.verify_message}); refusing to send. "
-                "Add the provider's CA to provider.ca_file — verification is never switched off"
+                f"provider TLS certificate is not trusted (certificate verify failed: {reason}); refusing to "
+                "send. Add the provider's CA to provider.ca_file — verification is never switched off"
             )
         if isinstance(cause, ssl.SSLError):
             return f"TLS handshake with the provider failed: {cause}"

@@ -164,6 +164,7 @@ class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     rows: int
+    insert_rows: list[tuple[Any, ...]] | None = None  # set for ingest ops (eligible for the merged fast path)
 
 
 _STOP = object()
@@ -259,7 +260,11 @@ class Outbox:
         results: list[tuple[_Op, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op in ops:
+            ingests = [op for op in ops if op.insert_rows is not None]
+            rest = [op for op in ops if op.insert_rows is None]
+            if len(ingests) > 1 and self._merged_insert(conn, ingests, results):
+                ingests = []
+            for op in ingests + rest:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op.fn(conn)
@@ -282,11 +287,41 @@ class Outbox:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve_all, results)
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], Any], rows: int = 1) -> Any:
+    @staticmethod
+    def _merged_insert(
+        conn: sqlite3.Connection, ops: list[_Op], results: list[tuple[_Op, Any, BaseException | None]]
+    ) -> bool:
+        """Many concurrent pushes of new records: one executemany for all of them. If any id was known
+        already, undo and let the per-op path sort out duplicates and conflicts."""
+        conn.execute("SAVEPOINT merged")
+        before = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        seq = before[0] if before else 0
+        total = sum(len(op.insert_rows or ()) for op in ops)
+        cur = conn.executemany(_INSERT, [row for op in ops for row in (op.insert_rows or ())])
+        if cur.rowcount != total:
+            conn.execute("ROLLBACK TO merged")
+            conn.execute("RELEASE merged")
+            return False
+        conn.execute("RELEASE merged")
+        for op in ops:
+            n = len(op.insert_rows or ())
+            res = IngestResult(accepted=n)
+            if n:
+                res.first_seq, res.last_seq = seq + 1, seq + n
+            seq += n
+            results.append((op, res, None))
+        return True
+
+    async def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        rows: int = 1,
+        insert_rows: list[tuple[Any, ...]] | None = None,
+    ) -> Any:
         if self._closed or not self.writer_alive:
             raise StoreClosed("the outbox writer is not running")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._q.put(_Op(fn, fut, rows))
+        self._q.put(_Op(fn, fut, rows, insert_rows))
         return await fut
 
     # -- ingest ---------------------------------------------------------------------------------------
@@ -299,7 +334,9 @@ class Outbox:
             (r.record_id, r.kind, partition_of(r.pupil_id, partitions), r.pupil_id, r.digest, r.payload, now)
             for r in records
         ]
-        result: IngestResult = await self._submit(lambda c: _insert_records(c, rows), rows=len(rows))
+        result: IngestResult = await self._submit(
+            lambda c: _insert_records(c, rows), rows=len(rows), insert_rows=rows
+        )
         if result.accepted:
             self.queue_depth += result.accepted
             touched = {row[2] for row in rows}
