@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from schoolgate.agent.harness import AgentProcess
-
 # The simulator's scripted client (onboarding through the ESIA core) is the sim area's; reuse it.
 from sim.simclient import School, SimProcess, onboard
+
+from schoolgate.agent.harness import AgentProcess
 
 
 def _write_pki(directory: Path, name: str) -> dict[str, Path]:
