@@ -145,7 +145,7 @@ async def get_request(request: web.Request) -> web.Response:
             document_url=base + "/document",
             signature_url=base + "/signature",
             document_sha256=hashlib.sha256(row["document"]).hexdigest(),
-            signer_certificate=ctx(request).keys.signer("org").certificate_pem().decode(),
+            signer_certificate=ctx(request).keys.signer("org").certificate_pem.decode(),
         )
     return ok(body)
 
