@@ -152,6 +152,7 @@ def test_rejections_go_to_the_dead_letter_table_with_the_providers_reason(
         assert reasons[poison] == (422, "SIM-422", "batch refused: malformed record")
         assert reasons[rejected] == (200, "EDU-REJ", "pupil not enrolled in this school")
         status, body = agent.request("GET", f"/v1/records/status/{rejected}")
+        assert status == 200
         assert body["status"] == "dead" and body["provider_message"] == "pupil not enrolled in this school"
         # The provider fixed its side: replay one dead letter, it is delivered.
         provider.poison.clear()
