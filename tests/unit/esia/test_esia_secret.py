@@ -27,7 +27,8 @@ from schoolgate.esia.secret import (
     verify_client_secret,
 )
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+# a little ahead: the session certificates are created after this module is imported
+NOW = (datetime.now(UTC) + timedelta(minutes=2)).replace(microsecond=0)
 TS = NOW.strftime("%Y.%m.%d %H:%M:%S +0000")
 BASE = {
     "client_id": "SCHOOL-001",

@@ -140,6 +140,12 @@ def record_errors(kind: str, record: Any, base: str = "") -> list[ContractError]
     for error in sorted(_reference_validator(kind).iter_errors(record), key=lambda e: list(map(str, e.path))):
         if error.validator in ("if", "then"):
             continue
+        if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+            allowed = error.schema.get("properties", {})
+            for name in sorted(str(k) for k in error.instance if k not in allowed):
+                path = _join(base, [*error.absolute_path, name])
+                out.append(ContractError(path, "unexpected field: only the contract's fields are allowed"))
+            continue
         extra, message = _describe(error)
         out.append(ContractError(_join(base, [*error.absolute_path, *extra]), message))
     return out
@@ -286,6 +292,16 @@ def records_to_xml(kind: str, records: Iterable[Mapping[str, Any]]) -> bytes:
         rec = SubElement(root, "record")
         for name, value in record.items():
             SubElement(rec, name).text = str(value)
+    return tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def document_to_xml(kind: str, document: Mapping[str, Any]) -> bytes:
+    """XML form of a single document (certificate/signature request/result): root element named ``kind``."""
+    from xml.etree.ElementTree import Element, SubElement, tostring
+
+    root = Element(kind)
+    for name, value in document.items():
+        SubElement(root, name).text = str(value)
     return tostring(root, encoding="utf-8", xml_declaration=True)
 
 
