@@ -14,6 +14,11 @@ from typing import Any
 
 from .store import Prepared
 
+try:  # optional accelerator (3-10x faster JSON); the stdlib json gives the same canonical bytes
+    import orjson
+except ImportError:  # pragma: no cover - depends on the installation
+    orjson = None  # type: ignore[assignment]
+
 # URL kind (singular or the provider's plural) → contract kind; provider endpoint per contract kind.
 KINDS = {
     "grade": "grade",
@@ -55,6 +60,11 @@ def kind_of(url_kind: str) -> str:
 
 
 def _decode_json(body: bytes) -> Any:
+    if orjson is not None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib path below explains what is wrong
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -62,11 +72,24 @@ def _decode_json(body: bytes) -> Any:
             400, [FieldError("body", f"not valid UTF-8 (byte {exc.start})")], "bad_encoding"
         ) from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except RecursionError:
         raise InputError(400, [FieldError("body", "JSON nested too deeply")], "bad_json") from None
     except ValueError as exc:
         raise InputError(400, [FieldError("body", f"not valid JSON: {exc}")], "bad_json") from None
+    if orjson is not None:  # stdlib accepted what orjson refused: NaN, huge integers, 1000+ levels deep
+        raise InputError(
+            400,
+            [
+                FieldError(
+                    "body",
+                    "not valid JSON (NaN/Infinity, integer beyond 64 bits "
+                    "or nesting deeper than 1024 levels)",
+                )
+            ],
+            "bad_json",
+        )
+    return value
 
 
 def _contracts() -> Any:
@@ -91,6 +114,9 @@ def _check(kind: str, records: list[Any], prefix: str) -> None:
 
 
 def _canonical(rec: dict[str, Any]) -> bytes:
+    # Sorted keys, no spaces, UTF-8: the same record always gives the same bytes (and digest).
+    if orjson is not None:
+        return orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
