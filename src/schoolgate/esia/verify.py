@@ -6,12 +6,13 @@ uses ``openssl`` with the gost engine. Certificates' validity periods are checke
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from pathlib import Path
 
 from . import openssl
 from .certhash import signature_algorithm_for
-from .der import certificate_der, certificate_to_pem, parse_certificate, pem_blocks
+from .der import certificate_der, parse_certificate, pem_blocks
 from .errors import EsiaError
 from .signing import GOST_DIGESTS, check_validity
 
@@ -40,6 +41,18 @@ def _verify_with_cryptography(cert_der: bytes, data: bytes, signature: bytes, al
     return True
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key_pem(cert_der: bytes, engine: str | None, openssl_path: str | None) -> bytes:
+    """The certificate's public key as PEM; cached, as many tokens/secrets are verified per certificate."""
+    return openssl.run_openssl(
+        ["x509", "-inform", "DER", "-pubkey", "-noout"],
+        stdin=cert_der,
+        engine=engine,
+        openssl=openssl_path,
+        what="extract public key",
+    )
+
+
 def _verify_with_openssl(
     cert_der: bytes,
     data: bytes,
@@ -53,14 +66,8 @@ def _verify_with_openssl(
     if md is None:
         raise EsiaError.local("SG-ESIA-109", detail=algorithm)
     use_engine = engine if algorithm in GOST_DIGESTS else None
+    pub = _public_key_pem(cert_der, use_engine, openssl_path)
     with openssl.private_dir() as tmp:
-        cert_path = openssl.write_private(tmp / "cert.pem", certificate_to_pem(cert_der))
-        pub = openssl.run_openssl(
-            ["x509", "-in", str(cert_path), "-pubkey", "-noout"],
-            engine=use_engine,
-            openssl=openssl_path,
-            what="extract public key",
-        )
         pub_path = openssl.write_private(tmp / "pub.pem", pub)
         sig_path = openssl.write_private(tmp / "sig.bin", signature)
         try:
