@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from bench_agent_common import AgentProcess, grade_record, machine, rss_kb
+from bench_agent_common import AgentProcess, cpu_s, grade_record, machine, rss_kb
 
 from schoolgate.agent.auth import sign
 
@@ -38,7 +38,9 @@ def make_bodies(secret: bytes, records: int, batch: int, seed: int) -> list[tupl
     return out
 
 
-async def post_all(url: str, bodies: list[tuple[bytes, dict[str, str]]], inflight: int) -> tuple[int, list[float]]:
+async def post_all(
+    url: str, bodies: list[tuple[bytes, dict[str, str]]], inflight: int
+) -> tuple[int, list[float]]:
     errors = 0
     latencies: list[float] = []
     queue = list(reversed(bodies))
@@ -67,8 +69,11 @@ def main() -> int:
     args = ap.parse_args()
     print("machine:", machine())
     work = Path(tempfile.mkdtemp(prefix="bench-agent-batch-"))
-    agent = AgentProcess(work, {"log_level": "warning", "limits": {"max_body_bytes": 32 * 1024 * 1024}}).start()
+    agent = AgentProcess(
+        work, {"log_level": "warning", "limits": {"max_body_bytes": 32 * 1024 * 1024}}
+    ).start()
     try:
+        cpu0 = cpu_s(agent.proc.pid)
         chunk = 200_000  # generate and send in slices so the client's memory stays small too
         total_s = 0.0
         errors = 0
@@ -86,6 +91,7 @@ def main() -> int:
             lat += latencies
             sent += n
         rss, hwm = rss_kb(agent.proc.pid)
+        agent_cpu = cpu_s(agent.proc.pid) - cpu0
         with sqlite3.connect(agent.db_path) as c:
             stored = c.execute("SELECT COUNT(*) FROM records WHERE state = 0").fetchone()[0]
         lat.sort()
@@ -99,6 +105,8 @@ def main() -> int:
             "batch_p50_ms": round(lat[len(lat) // 2] * 1000, 1),
             "batch_p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 1),
             "errors": errors,
+            "agent_cpu_s": round(agent_cpu, 2),
+            "records_per_agent_cpu_s": round(sent / agent_cpu),
             "queued_in_outbox": stored,
             "agent_rss_mb": round(rss / 1024, 1),
             "agent_peak_rss_mb": round(hwm / 1024, 1),

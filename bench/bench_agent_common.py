@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from schoolgate.agent.harness import AgentProcess
 
-__all__ = ["AgentProcess", "grade_record", "machine", "rss_kb"]
+__all__ = ["AgentProcess", "cpu_s", "grade_record", "machine", "rss_kb"]
 
 SUBJECTS = ["Математика", "Русский язык", "Физика", "История", "Литература", "Химия", "Биология"]
 
@@ -59,3 +59,11 @@ def rss_kb(pid: int) -> tuple[int, int]:
             elif line.startswith("VmHWM:"):
                 hwm = int(line.split()[1])
     return rss, hwm
+
+
+def cpu_s(pid: int) -> float:
+    """user+system CPU seconds of a process: on a shared machine, throughput per CPU-second is the
+    figure that survives other people's load."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

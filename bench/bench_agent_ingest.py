@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_agent_common import AgentProcess, grade_record, machine, rss_kb
+from bench_agent_common import AgentProcess, cpu_s, grade_record, machine, rss_kb
 
 LUA = r"""
 local reqs = {}
@@ -135,10 +135,12 @@ def main() -> int:
             str(args.think_ms),
         ]
         print("running:", " ".join(cmd))
+        cpu0 = cpu_s(agent.proc.pid)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         print(out)
         res = parse_wrk(out)
         rss, hwm = rss_kb(agent.proc.pid)
+        agent_cpu = cpu_s(agent.proc.pid) - cpu0
         stored = sqlite3.connect(agent.db_path).execute("SELECT COUNT(*) FROM records").fetchone()[0]
         ok = res["requests"] - res["non2xx"]
         wrapped = res["requests"] > per_thread * args.threads
@@ -151,6 +153,9 @@ def main() -> int:
                     "stored_rows": stored,
                     "agent_rss_mb": round(rss / 1024),
                     "agent_peak_rss_mb": round(hwm / 1024),
+                    "agent_cpu_s": round(agent_cpu, 2),
+                    "requests_per_agent_cpu_s": round(res["requests"] / agent_cpu),
+                    "think_ms": args.think_ms,
                     "requests_wrapped_to_duplicates": wrapped,
                 },
                 ensure_ascii=False,
@@ -164,7 +169,7 @@ def main() -> int:
             and (wrapped or stored >= ok)
         )
         print("targets (p99 ≤ 50 ms, ≥ 3000/s, 0 errors, every 2xx stored):", "MET" if verdict else "NOT MET")
-        return 0
+        return 0 if res["non2xx"] == 0 and res["socket_errors"] == 0 else 1
     finally:
         agent.stop()
         if not args.keep:
