@@ -115,7 +115,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except asyncio.CancelledError:
         raise
     except Exception:
-        log("http.unhandled", logging.ERROR, route=_route_name(request), exc_info_type="see traceback")
         logging.getLogger("schoolgate.sim").exception("unhandled error on %s", _route_name(request))
         return SimError.esia(500, "ESIA-007007", "internal error; see the simulator log").response()
 

@@ -120,6 +120,19 @@ async def read_json(request: web.Request) -> Any:
         raise SimError(400, "invalid_request", BAD_BODY, f"body is not valid JSON: {exc}") from exc
 
 
+async def read_form(request: web.Request) -> Any:
+    """Form fields of an application/x-www-form-urlencoded (or well-formed multipart) body; anything else,
+    or a body aiohttp cannot parse, is the client's error, never a 500."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise SimError.esia(
+            415, BAD_PARAMS, "send the parameters form-encoded (application/x-www-form-urlencoded)"
+        )
+    try:
+        return await request.post()
+    except (ValueError, AssertionError, UnicodeDecodeError, KeyError) as exc:
+        raise SimError.esia(400, BAD_PARAMS, f"form body could not be parsed: {exc}") from exc
+
+
 def require_object(data: Any, *fields_: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SimError(400, "invalid_request", BAD_BODY, "body must be a JSON object")

@@ -30,6 +30,7 @@ from .common import (
     ctx,
     not_found,
     ok,
+    read_form,
 )
 from .logs import log
 from .store import sha256_hex
@@ -173,7 +174,7 @@ def _redirect(uri: str, params: dict[str, str]) -> web.Response:
 
 
 async def _login(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     login_id = str(form.get("login_id", ""))
     sim = ctx(request)
     row = sim.store.one("SELECT * FROM pending_logins WHERE login_id = ?", (login_id,))
@@ -274,7 +275,7 @@ def _issue(request: web.Request, client_id: str, scope: str, state: str, oid: st
 async def _token(request: web.Request, version: str) -> web.Response:
     if request.content_type != "application/x-www-form-urlencoded":
         raise _esia_error(BAD_PARAMS, "send the parameters form-encoded (application/x-www-form-urlencoded)")
-    form = await request.post()
+    form = await read_form(request)
     grant = str(form.get("grant_type", ""))
     if not grant:
         raise _esia_error(MISSING_PARAMS, "missing: grant_type", missing=["grant_type"])

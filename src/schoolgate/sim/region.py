@@ -41,7 +41,7 @@ def _check_documents(
             invalid.append({"path": where, "message": "must be an object with type, name and sha256"})
             continue
         doc_type, name, digest = doc.get("type"), doc.get("name"), doc.get("sha256")
-        if doc_type not in REQUIRED_DOCUMENTS:
+        if not isinstance(doc_type, str) or doc_type not in REQUIRED_DOCUMENTS:
             invalid.append(
                 {"path": f"{where}.type", "message": f"unknown type; one of {sorted(REQUIRED_DOCUMENTS)}"}
             )

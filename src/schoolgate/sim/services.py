@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from .auth import Caller, caller
-from .common import BAD_BODY, CONFLICT, SimError, ctx, not_found, ok, read_json, require_object
+from .common import BAD_BODY, CONFLICT, SimError, ctx, not_found, ok, read_form, read_json, require_object
 from .logs import log
 from .testusers import TEST_USERS, subject_for
 
@@ -266,7 +266,7 @@ async def sign(request: web.Request) -> web.Response:
         data = await read_json(request)
         decision = data.get("decision", "sign") if isinstance(data, dict) else "sign"
     else:
-        form = await request.post()
+        form = await read_form(request)
         decision = str(form.get("decision", "sign"))
     if decision not in ("sign", "decline"):
         raise SimError(400, "invalid_request", BAD_BODY, "decision must be sign or decline")
