@@ -15,11 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from . import auth, logs
 from .config import AgentConfig
-from .delivery import Delivery
+from .delivery import Delivery, make_ssl_context
+from .esia_login import EsiaLogin
 from .metrics import Registry
 from .records import FieldError, InputError, kind_of, parse_batch, parse_single
 from .store import Outbox, RecordConflict, StoreClosed
@@ -76,6 +78,7 @@ def build_app(
     *,
     hmac_secret: bytes | None,
     delivery: Delivery | None,
+    esia_login: EsiaLogin | None = None,
 ) -> web.Application:
     m_requests = registry.counter(
         "schoolgate_agent_http_requests_total", "API requests by route and status.", ["route", "status"]
@@ -155,7 +158,7 @@ def build_app(
                 ],
             )
         except web.HTTPException as exc:
-            if exc.status >= 500:
+            if exc.status >= 500 or exc.status < 400:  # redirects keep their Location header
                 raise
             resp = _json(exc.status, {"error": exc.reason, "message": exc.text or exc.reason, "errors": []})
         except StoreClosed:
@@ -281,6 +284,8 @@ def build_app(
             web.get("/openapi.yaml", openapi),
         ]
     )
+    if esia_login is not None:
+        app.add_routes(esia_login.routes())
     return app
 
 
@@ -312,7 +317,12 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
     outbox.start(loop)
     registry = Registry()
     delivery = Delivery(cfg, outbox, registry) if cfg.delivery.enabled else None
-    app = build_app(cfg, outbox, registry, hmac_secret=hmac_secret, delivery=delivery)
+    esia_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=make_ssl_context(cfg, cfg.esia.ca_file)),
+        timeout=aiohttp.ClientTimeout(total=cfg.provider.timeout_s),
+    )
+    esia_login = EsiaLogin(cfg, hmac_secret, esia_session) if cfg.esia.client_id else None
+    app = build_app(cfg, outbox, registry, hmac_secret=hmac_secret, delivery=delivery, esia_login=esia_login)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
@@ -359,3 +369,4 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         if delivery is not None:
             await delivery.stop()
         await outbox.close()
+        await esia_session.close()

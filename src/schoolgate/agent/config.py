@@ -76,6 +76,12 @@ class EsiaConfig:
     signer: dict[str, Any] = field(default_factory=dict)  # passed to schoolgate.esia.signing.make_signer
     refresh_margin_s: int = 300
     verify_certificates: list[str] = field(default_factory=list)  # ESIA token-signing certs (PEM files)
+    issuer: str = ""  # expected `iss` of ESIA tokens (checked when set)
+    ca_file: str | None = None  # trust store for ESIA's TLS certificate (default: provider.ca_file)
+    # Portal user login (/esia/login → /esia/callback)
+    login_scope: str = "openid fullname"
+    portal_return_url: str = ""  # the browser lands here with #assertion=...; empty: JSON answer
+    assertion_ttl_s: int = 300
 
 
 @dataclass
@@ -230,6 +236,8 @@ def validate(cfg: AgentConfig, *, check_files: bool = True) -> list[str]:
             ("provider.client_cert", cfg.provider.client_cert),
             ("provider.client_key", cfg.provider.client_key),
             ("provider.token_file", cfg.provider.token_file if cfg.delivery.enabled else None),
+            ("esia.ca_file", cfg.esia.ca_file),
+            *((f"esia.verify_certificates[{i}]", c) for i, c in enumerate(cfg.esia.verify_certificates)),
         ):
             if value and not os.path.isfile(value):
                 problems.append(f"{key}: file {value} does not exist")

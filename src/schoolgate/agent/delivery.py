@@ -56,13 +56,10 @@ class PermanentReject(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def make_ssl_context(cfg: AgentConfig) -> ssl.SSLContext:
-    """TLS to the provider: verification always on; the trust store is configurable."""
-    ctx = (
-        ssl.create_default_context(cafile=cfg.provider.ca_file)
-        if cfg.provider.ca_file
-        else ssl.create_default_context()
-    )
+def make_ssl_context(cfg: AgentConfig, cafile: str | None = None) -> ssl.SSLContext:
+    """TLS to the provider/ESIA: verification always on; the trust store is configurable."""
+    cafile = cafile or cfg.provider.ca_file
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cfg.provider.client_cert:
         ctx.load_cert_chain(cfg.provider.client_cert, cfg.provider.client_key)
