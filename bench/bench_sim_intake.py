@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.unit.sim.simclient import SimProcess, onboard  # noqa: E402
+from tests.unit.sim.simclient import SimProcess, onboard
 
 KIND_FOR = {"grades": "grade", "attendance": "attendance", "performance": "performance"}
 
@@ -60,10 +60,15 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{platform.node()}: {os.cpu_count()} cores, {cpu}{mem}, {platform.platform()}, Python {platform.python_version()}"
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores, {cpu}{mem}, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
-async def run(base: str, token: str, kind: str, bodies: list[bytes], concurrency: int) -> tuple[float, int, list[float]]:
+async def run(
+    base: str, token: str, kind: str, bodies: list[bytes], concurrency: int
+) -> tuple[float, int, list[float]]:
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     for i, body in enumerate(bodies):
         queue.put_nowait((i, body))
@@ -76,8 +81,11 @@ async def run(base: str, token: str, kind: str, bodies: list[bytes], concurrency
         while not queue.empty():
             i, body = queue.get_nowait()
             t0 = time.perf_counter()
-            async with http.post(f"{base}/edu/v1/batches/{kind}", data=body,
-                                 headers={**headers, "Idempotency-Key": f"bench-{i}-{uuid.uuid4()}"}) as resp:
+            async with http.post(
+                f"{base}/edu/v1/batches/{kind}",
+                data=body,
+                headers={**headers, "Idempotency-Key": f"bench-{i}-{uuid.uuid4()}"},
+            ) as resp:
                 data = await resp.json()
                 if resp.status != 200:
                     raise RuntimeError(f"batch {i}: HTTP {resp.status}: {data}")
@@ -108,13 +116,17 @@ def main() -> int:
             token = school.service_token()
             n_batches = max(1, args.records // args.batch)
             bodies = [
-                json.dumps({"records": [make_record(args.kind, b * args.batch + i) for i in range(args.batch)]}).encode()
+                json.dumps(
+                    {"records": [make_record(args.kind, b * args.batch + i) for i in range(args.batch)]}
+                ).encode()
                 for b in range(n_batches)
             ]
             # Warm-up: token verification (cached afterwards), validator compilation.
             asyncio.run(run(sim.base, token, args.kind, bodies[:1], 1))
             server_cpu0, client_cpu0 = proc_cpu(sim.proc.pid), resource.getrusage(resource.RUSAGE_SELF)
-            elapsed, accepted, lat = asyncio.run(run(sim.base, token, args.kind, bodies[1:], args.concurrency))
+            elapsed, accepted, lat = asyncio.run(
+                run(sim.base, token, args.kind, bodies[1:], args.concurrency)
+            )
             server_cpu = proc_cpu(sim.proc.pid) - server_cpu0
             ru = resource.getrusage(resource.RUSAGE_SELF)
             client_cpu = ru.ru_utime + ru.ru_stime - client_cpu0.ru_utime - client_cpu0.ru_stime
@@ -125,13 +137,20 @@ def main() -> int:
     lat.sort()
     rate = accepted / elapsed
     print(f"machine: {machine()}")
-    print(f"intake {args.kind}: {accepted} records in {len(lat)} batches of {args.batch}, "
-          f"concurrency {args.concurrency}: {elapsed:.2f} s → {rate:,.0f} records/s")
-    print(f"batch latency: p50 {lat[len(lat) // 2] * 1000:.1f} ms, p95 {lat[int(len(lat) * 0.95)] * 1000:.1f} ms, "
-          f"max {lat[-1] * 1000:.1f} ms")
-    print(f"CPU during the run: server {server_cpu:.2f} s ({accepted / max(server_cpu, 1e-9):,.0f} records per "
-          f"server CPU-second), load generator {client_cpu:.2f} s; load average {load[0]:.2f} "
-          "(other work on the machine shares the 2 cores)")
+    print(
+        f"intake {args.kind}: {accepted} records in {len(lat)} batches of {args.batch}, "
+        f"concurrency {args.concurrency}: {elapsed:.2f} s → {rate:,.0f} records/s"
+    )
+    print(
+        f"batch latency: p50 {lat[len(lat) // 2] * 1000:.1f} ms, "
+        f"p95 {lat[int(len(lat) * 0.95)] * 1000:.1f} ms, "
+        f"max {lat[-1] * 1000:.1f} ms"
+    )
+    print(
+        f"CPU during the run: server {server_cpu:.2f} s ({accepted / max(server_cpu, 1e-9):,.0f} records per "
+        f"server CPU-second), load generator {client_cpu:.2f} s; load average {load[0]:.2f} "
+        "(other work on the machine shares the 2 cores)"
+    )
     print(f"server stats: {stats['records_total']} records stored, {stats['batches']} batches")
     ok = rate >= args.target and stats["records_total"] == accepted + args.batch
     print(f"target {args.target:,.0f} records/s: {'MET' if ok else 'NOT MET'}")

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from . import admin, cabinet, intake, region
-from . import ca, esia_oauth, services
+from . import admin, ca, cabinet, esia_oauth, intake, region, services
 from .common import CTX_KEY, SimContext, SimError
 from .config import SimConfig
 from .faults import FaultInjector

@@ -55,7 +55,8 @@ async def issue(request: web.Request) -> web.Response:
         raise SimError(400, "invalid_request", "SIM-400", f"CSR refused: {exc}") from exc
     pem = cert.decode()
     sim.store.execute(
-        "INSERT INTO issued_certificates(serial, subject, not_after, certificate_pem, created_at) VALUES (?,?,?,?,?)",
+        "INSERT INTO issued_certificates(serial, subject, not_after, certificate_pem, created_at)"
+        " VALUES (?,?,?,?,?)",
         (str(info.get("serial")), str(info.get("subject")), str(info.get("not_after")), pem, time.time()),
     )
     log("ca.issued", serial=str(info.get("serial")), dossier_id=dossier["dossier_id"], days=days)

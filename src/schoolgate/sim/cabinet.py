@@ -20,7 +20,7 @@ from .store import sha256_hex
 # The service name is the ESIA system mnemonic (client_id).
 SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,64}$")
 MAX_TOKEN_LIFETIME_S = 366 * 86400
-PROVIDER_TOKEN_PREFIX = "sgpt_"
+PROVIDER_TOKEN_PREFIX = "sgpt_"  # noqa: S105 - a prefix, not a secret
 
 
 def _iso(ts: float) -> str:
@@ -189,7 +189,8 @@ def _new_token(request: web.Request, service_id: str, lifetime: int) -> dict[str
     now = time.time()
     token_id = str(uuid.uuid4())
     ctx(request).store.execute(
-        "INSERT INTO provider_tokens(token_id, service_id, token_hash, expires_at, created_at) VALUES (?,?,?,?,?)",
+        "INSERT INTO provider_tokens(token_id, service_id, token_hash, expires_at, created_at)"
+        " VALUES (?,?,?,?,?)",
         (token_id, service_id, sha256_hex(token), now + lifetime, now),
     )
     return {

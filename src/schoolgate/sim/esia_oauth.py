@@ -1,7 +1,8 @@
 """Simulated ESIA: /aas/oauth2/ac (v1), /aas/oauth2/v2/ac, /aas/oauth2/te (v1), /aas/oauth2/v3/te, /rs/prns.
 
 client_secret and client_certificate_hash are verified against the service's REGISTERED certificate with the
-ESIA core (schoolgate.esia.secret); tokens are JWTs issued and verified by the ESIA core (schoolgate.esia.tokens)
+ESIA core (schoolgate.esia.secret); tokens are JWTs issued and verified by the ESIA core
+(schoolgate.esia.tokens)
 with the simulator's ESIA keys. Every failure answers with an ESIA-0070xx code.
 """
 
@@ -37,8 +38,25 @@ from .store import sha256_hex
 from .testusers import TEST_USERS, person
 
 KNOWN_SCOPES = frozenset(
-    "openid fullname birthdate gender snils inn id_doc birthplace email mobile contacts usr_org "
-    "kid_fullname kid_birthdate edu_data edu_intake edu_documents".split()
+    [
+        "openid",
+        "fullname",
+        "birthdate",
+        "gender",
+        "snils",
+        "inn",
+        "id_doc",
+        "birthplace",
+        "email",
+        "mobile",
+        "contacts",
+        "usr_org",
+        "kid_fullname",
+        "kid_birthdate",
+        "edu_data",
+        "edu_intake",
+        "edu_documents",
+    ]
 )
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 

@@ -122,10 +122,7 @@ async def post_batch(request: web.Request) -> web.Response:
     now = time.time()
     client_id = who.client_id
     dumps = _ENCODE
-    rows = [
-        (r["record_id"], kind, client_id, batch_id, r["school_id"], dumps(r), now)
-        for r in valid
-    ]
+    rows = [(r["record_id"], kind, client_id, batch_id, r["school_id"], dumps(r), now) for r in valid]
     distinct = len({row[0] for row in rows})
 
     def response_for(inserted: int) -> dict[str, Any]:
@@ -259,8 +256,7 @@ async def edu_upload_csv(request: web.Request) -> web.Response:
     upload_id = str(uuid.uuid4())
     now = time.time()
     rows = [
-        (r["record_id"], kind, who.client_id, upload_id, r["school_id"], _ENCODE(r), now)
-        for r in records
+        (r["record_id"], kind, who.client_id, upload_id, r["school_id"], _ENCODE(r), now) for r in records
     ]
     # Same exactly-once rule as the batch API: a record_id already stored is never stored twice.
     with ctx(request).store.tx() as db:

@@ -75,7 +75,7 @@ async def submit_dossier(request: web.Request) -> web.Response:
             "dossier incomplete: " + ", ".join([m["type"] for m in missing] + [i["path"] for i in invalid]),
             missing=missing,
             invalid=invalid,
-            message_ru="Пакет документов неполон: " + "; ".join(m["title"] for m in missing + [])
+            message_ru="Пакет документов неполон: " + "; ".join(m["title"] for m in missing)
             if missing
             else "Пакет документов содержит ошибки",
         )
@@ -84,7 +84,8 @@ async def submit_dossier(request: web.Request) -> web.Response:
     store = ctx(request).store
 
     store.execute(
-        "INSERT INTO dossiers(dossier_id, school_id, documents, access_code_hash, created_at) VALUES (?,?,?,?,?)",
+        "INSERT INTO dossiers(dossier_id, school_id, documents, access_code_hash, created_at)"
+        " VALUES (?,?,?,?,?)",
         (dossier_id, school_id, json.dumps(accepted), sha256_hex(access_code), time.time()),
     )
     log("dossier.accepted", dossier_id=dossier_id, school_id=school_id, documents=len(accepted))

@@ -93,12 +93,14 @@ def _document_xml(row: Any) -> bytes:
     issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<document xmlns="urn:schoolgate:sim:document:1" id="{row["request_id"]}" service="{row["service_code"]}">'
+        '<document xmlns="urn:schoolgate:sim:document:1" '
+        f'id="{row["request_id"]}" service="{row["service_code"]}">'
         f"<title>{escape(title)}</title>"
         f'<pupil oid="{row["oid"]}"><lastName>{escape(user["lastName"])}</lastName>'
         f"<firstName>{escape(user['firstName'])}</firstName><middleName>{escape(user['middleName'])}</middleName>"
         f"</pupil><issuedAt>{issued}</issuedAt><issuer>{escape(row['client_id'])}</issuer>"
-        "<text>Справка дана в том, что обучающийся действительно обучается в образовательной организации.</text>"
+        "<text>Справка дана в том, что обучающийся действительно обучается "
+        "в образовательной организации.</text>"
         "</document>\n"
     ).encode()
 
@@ -201,8 +203,8 @@ async def create_signing_session(request: web.Request) -> web.Response:
     now = time.time()
     store = ctx(request).store
     store.execute(
-        "INSERT INTO signing_sessions(session_id, client_id, signer_oid, document_name, document, callback_url,"
-        " status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO signing_sessions(session_id, client_id, signer_oid, document_name, document,"
+        " callback_url, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
         (session_id, who.client_id, signer_oid, name, document, callback, "awaiting_signature", now, now),
     )
     log("signing.session_created", client_id=who.client_id, session_id=session_id)

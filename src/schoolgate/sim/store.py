@@ -237,7 +237,8 @@ class Store:
                 outcome = "replayed" if row[0] == body_hash else "conflict"
                 if outcome == "replayed":
                     db.execute(
-                        "UPDATE batches SET replays = replays + 1 WHERE client_id = ? AND idempotency_key = ?",
+                        "UPDATE batches SET replays = replays + 1"
+                        " WHERE client_id = ? AND idempotency_key = ?",
                         (client_id, key),
                     )
                 db.execute("COMMIT")

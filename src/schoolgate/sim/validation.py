@@ -45,7 +45,9 @@ def parse_xml_records(kind: str, raw: bytes) -> list[Any]:
     except EsiaError as exc:
         raise SimError(400, "invalid_request", exc.code, f"XML: {exc.detail or exc.message_en}") from exc
     if not isinstance(obj, dict) or "records" not in obj:
-        raise SimError(400, "invalid_request", BAD_BODY, 'XML must be <records kind="..."><record>...</record>')
+        raise SimError(
+            400, "invalid_request", BAD_BODY, 'XML must be <records kind="..."><record>...</record>'
+        )
     return obj["records"]
 
 

@@ -39,14 +39,14 @@ class Portal:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.redirects.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.end_headers()
                 self.wfile.write("<h1 id='portal'>Портал школы: вход выполнен</h1>".encode())
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 outer.callbacks.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(204)
                 self.end_headers()
@@ -71,8 +71,15 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--no-first-run", "--disable-extensions", "--disable-background-networking"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
@@ -98,12 +105,17 @@ def test_school_goes_live_end_to_end(base, tmp_path: Path, browser):
         # 1-3. Onboarding, certificate from the simulated УЦ, registration (all inside onboard()).
         school = onboard(base, tmp_path / "school", redirect_base=portal.base)
         ca_pem = requests.get(base + "/ca/v1/ca.crt").content
-        assert certhash.certificate_info(school.cert_pem.encode())["issuer"] == \
-            certhash.certificate_info(ca_pem)["subject"]
+        assert (
+            certhash.certificate_info(school.cert_pem.encode())["issuer"]
+            == certhash.certificate_info(ca_pem)["subject"]
+        )
 
         # 4. Provider access token from the cabinet, ESIA service token by client_credentials.
-        cabinet = requests.post(base + f"/cabinet/v1/services/{school.service_id}/tokens",
-                                json={"lifetime_s": 300}, headers={"X-Access-Code": school.access_code})
+        cabinet = requests.post(
+            base + f"/cabinet/v1/services/{school.service_id}/tokens",
+            json={"lifetime_s": 300},
+            headers={"X-Access-Code": school.access_code},
+        )
         assert cabinet.status_code == 201
         service_token = school.service_token("edu_intake")
         certs = [c.encode() for c in requests.get(base + "/aas/oauth2/certs").json()["certificates"]]
@@ -129,31 +141,49 @@ def test_school_goes_live_end_to_end(base, tmp_path: Path, browser):
 
         # 6. «Ученик запрашивает справку»: pending → ready, signed by the provider.
         h = school.bearer(pupil["access_token"])
-        rid = requests.post(base + "/services/v1/requests", json={"service": "spravka-ob-obuchenii"},
-                            headers=h).json()["request_id"]
-        ready = _wait(lambda: (r := requests.get(base + f"/services/v1/requests/{rid}", headers=h).json())
-                      ["status"] == "ready" and r)
+        rid = requests.post(
+            base + "/services/v1/requests", json={"service": "spravka-ob-obuchenii"}, headers=h
+        ).json()["request_id"]
+        ready = _wait(
+            lambda: (
+                (r := requests.get(base + f"/services/v1/requests/{rid}", headers=h).json())["status"]
+                == "ready"
+                and r
+            )
+        )
         doc = requests.get(base + ready["document_url"], headers=h).content
         sig = requests.get(base + ready["signature_url"], headers=h).content
         verify.verify_cms_detached(sig, doc, expected_cert=ready["signer_certificate"].encode())
 
         # 7. «Родитель подписывает электронный документ»: the parent signs in the browser.
         sh = school.bearer(service_token)
-        session = requests.post(base + "/services/v1/signing-sessions", headers=sh, json={
-            "document": base64.b64encode(doc).decode(), "document_name": "spravka.xml",
-            "signer_oid": "1000002", "callback_url": portal.base + "/signing-callback"}).json()
+        session = requests.post(
+            base + "/services/v1/signing-sessions",
+            headers=sh,
+            json={
+                "document": base64.b64encode(doc).decode(),
+                "document_name": "spravka.xml",
+                "signer_oid": "1000002",
+                "callback_url": portal.base + "/signing-callback",
+            },
+        ).json()
         browser.get(base + session["sign_url"])
         assert "spravka.xml" in browser.page_source
         browser.find_element(By.ID, "sign").click()
         _wait(lambda: browser.find_element(By.ID, "status").text == "signed")
         callback = _wait(lambda: portal.callbacks and portal.callbacks[0])
         assert callback["status"] == "signed" and callback["session_id"] == session["session_id"]
-        polled = requests.get(base + f"/services/v1/signing-sessions/{session['session_id']}", headers=sh).json()
+        polled = requests.get(
+            base + f"/services/v1/signing-sessions/{session['session_id']}", headers=sh
+        ).json()
         assert polled["cms"] == callback["cms"]
-        verify.verify_cms_detached(base64.b64decode(polled["cms"]), doc,
-                                   expected_cert=polled["signer_certificate"].encode())
-        assert certhash.certificate_info(polled["signer_certificate"].encode())["issuer"] == \
-            certhash.certificate_info(ca_pem)["subject"]
+        verify.verify_cms_detached(
+            base64.b64decode(polled["cms"]), doc, expected_cert=polled["signer_certificate"].encode()
+        )
+        assert (
+            certhash.certificate_info(polled["signer_certificate"].encode())["issuer"]
+            == certhash.certificate_info(ca_pem)["subject"]
+        )
 
         # 8. Data batch with the ESIA token, delivered twice (a retry), stored once.
         records = [grade() for _ in range(50)]
@@ -162,8 +192,9 @@ def test_school_goes_live_end_to_end(base, tmp_path: Path, browser):
         first = requests.post(base + "/edu/v1/batches/grades", json={"records": records}, headers=bh).json()
         retry = requests.post(base + "/edu/v1/batches/grades", json={"records": records}, headers=bh).json()
         assert first["accepted"] == 50 and retry["replayed"] is True
-        stored = requests.get(base + "/edu/v1/records", params=[("record_id", r["record_id"]) for r in records],
-                              headers=sh).json()
+        stored = requests.get(
+            base + "/edu/v1/records", params=[("record_id", r["record_id"]) for r in records], headers=sh
+        ).json()
         assert stored["count"] == 50
     finally:
         portal.close()

@@ -16,7 +16,6 @@ def _certs(base):
     return [c.encode() for c in requests.get(base + "/aas/oauth2/certs").json()["certificates"]]
 
 
-
 def test_login_page_lists_test_users(school: School):
     resp = school.http.get(school.ac_url())
     assert resp.status_code == 200
@@ -26,7 +25,7 @@ def test_login_page_lists_test_users(school: School):
 
 
 def test_code_flow_v2_v3_and_person_data(base, school: School):
-    code, state = school.login_via_form("1000001")
+    code, _state = school.login_via_form("1000001")
     resp = school.token("authorization_code", code=code)
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -37,9 +36,17 @@ def test_code_flow_v2_v3_and_person_data(base, school: School):
     assert header["alg"] == "GOST3410_2012_256"
     person = requests.get(base + "/rs/prns/1000001", headers=school.bearer(body["access_token"]))
     assert person.status_code == 200 and person.json()["oid"] == 1000001
-    _err(requests.get(base + "/rs/prns/1000002", headers=school.bearer(body["access_token"])), 403, "ESIA-007019")
+    _err(
+        requests.get(base + "/rs/prns/1000002", headers=school.bearer(body["access_token"])),
+        403,
+        "ESIA-007019",
+    )
     _err(requests.get(base + "/rs/prns/1000001"), 401, "SG-ESIA-110")
-    _err(requests.get(base + "/rs/prns/1000001", headers=school.bearer(school.service_token())), 403, "ESIA-007019")
+    _err(
+        requests.get(base + "/rs/prns/1000001", headers=school.bearer(school.service_token())),
+        403,
+        "ESIA-007019",
+    )
     # A code is single-use.
     _err(school.token("authorization_code", code=code), 400, "ESIA-007011")
     # Refresh rotates: the new refresh token works, the old one does not.
@@ -79,14 +86,21 @@ def test_authorization_error_paths(base, school: School):
     # An old timestamp is refused (replay protection).
     old = http.get(school.ac_url().replace("timestamp=", "timestamp=2020.01.01+00%3A00%3A00+%2B0000&x="))
     assert old.status_code == 400
-    _err(http.post(base + "/aas/oauth2/v2/ac/login", data={"login_id": "nope", "oid": "1000001"}), 400, "ESIA-007011")
+    _err(
+        http.post(base + "/aas/oauth2/v2/ac/login", data={"login_id": "nope", "oid": "1000001"}),
+        400,
+        "ESIA-007011",
+    )
 
 
 def test_user_can_deny(school: School):
     resp = school.http.get(school.ac_url())
     login_id = resp.text.split('name="login_id" value="')[1].split('"')[0]
-    denied = school.http.post(school.base + "/aas/oauth2/v2/ac/login",
-                              data={"login_id": login_id, "decision": "deny"}, allow_redirects=False)
+    denied = school.http.post(
+        school.base + "/aas/oauth2/v2/ac/login",
+        data={"login_id": login_id, "decision": "deny"},
+        allow_redirects=False,
+    )
     assert denied.status_code == 302
     q = parse_qs(urlsplit(denied.headers["Location"]).query)
     assert q["error"] == ["access_denied"] and q["error_description"][0].startswith("ESIA-007004")
@@ -99,8 +113,16 @@ def test_token_error_paths(base, school: School):
     _err(requests.post(te, data={"grant_type": "password"}), 400, "ESIA-007012")
     form = school.token_form("client_credentials", scope="edu_intake")
     _err(requests.post(te, data={**form, "client_id": "NOSUCH"}), 400, "ESIA-007005")
-    _err(requests.post(te, data={**form, "client_secret": form["client_secret"][:-4] + "AAAA"}), 400, "ESIA-007053")
-    _err(requests.post(te, data={k: v for k, v in form.items() if k != "client_certificate_hash"}), 400, "ESIA-007014")
+    _err(
+        requests.post(te, data={**form, "client_secret": form["client_secret"][:-4] + "AAAA"}),
+        400,
+        "ESIA-007053",
+    )
+    _err(
+        requests.post(te, data={k: v for k, v in form.items() if k != "client_certificate_hash"}),
+        400,
+        "ESIA-007014",
+    )
     _err(requests.post(te, data={**form, "client_certificate_hash": "00" * 32}), 400, "ESIA-007053")
     bogus = school.token_form("authorization_code", code="not-a-code")
     _err(requests.post(te, data=bogus), 400, "ESIA-007011")
@@ -129,6 +151,9 @@ def test_esia_key_rotation_keeps_old_tokens_valid(base, school: School):
         tokens.verify_token(new_token, certs[1:], issuer=None)
     # ...while the simulator accepts both.
     for tok in (old_token, new_token):
-        resp = requests.post(base + "/edu/v1/batches/grades", json={"records": []},
-                             headers={"Authorization": f"Bearer {tok}", "Idempotency-Key": tok[-20:]})
+        resp = requests.post(
+            base + "/edu/v1/batches/grades",
+            json={"records": []},
+            headers={"Authorization": f"Bearer {tok}", "Idempotency-Key": tok[-20:]},
+        )
         assert resp.status_code == 200, resp.text

@@ -70,16 +70,28 @@ def test_maintenance_window(base):
 
 def test_expired_tokens_fault(base, service_token):
     _faults(base, expire_tokens=True)
-    resp = requests.post(base + "/edu/v1/batches/grades", json={"records": [grade()]},
-                         headers={"Authorization": f"Bearer {service_token}", "Idempotency-Key": str(uuid.uuid4())})
+    resp = requests.post(
+        base + "/edu/v1/batches/grades",
+        json={"records": [grade()]},
+        headers={"Authorization": f"Bearer {service_token}", "Idempotency-Key": str(uuid.uuid4())},
+    )
     body = _err(resp, 401, "SG-ESIA-110")
     assert "expired" in body["error_description"]
 
 
-@pytest.mark.parametrize("cfg", [
-    {"rate_429": 2}, {"rate_5xx": "x"}, {"latency_ms": -1}, {"status_5xx": 404}, {"nope": 1},
-    {"paths": "/x"}, {"expire_tokens": 1}, {"maintenance_s": 10**9},
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"rate_429": 2},
+        {"rate_5xx": "x"},
+        {"latency_ms": -1},
+        {"status_5xx": 404},
+        {"nope": 1},
+        {"paths": "/x"},
+        {"expire_tokens": 1},
+        {"maintenance_s": 10**9},
+    ],
+)
 def test_fault_config_validation(base, cfg):
     _err(requests.put(base + "/admin/v1/faults", json=cfg), 400, "SIM-400")
 
@@ -103,7 +115,9 @@ def test_healthz_metrics_openapi(base):
 
     served = requests.get(base + "/openapi.yaml")
     assert served.status_code == 200
-    assert served.text == resources.files("schoolgate.sim").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    assert served.text == resources.files("schoolgate.sim").joinpath("openapi.yaml").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_openapi_document_is_valid():
@@ -112,7 +126,9 @@ def test_openapi_document_is_valid():
     import yaml
     from openapi_spec_validator import validate
 
-    spec = yaml.safe_load(resources.files("schoolgate.sim").joinpath("openapi.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load(
+        resources.files("schoolgate.sim").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    )
     validate(spec)
 
 
@@ -129,19 +145,27 @@ def test_state_survives_restart_and_logs_carry_no_personal_data(tmp_path):
         school = onboard(sim.base, tmp_path / "school")
         token = school.service_token()
         rec = grade(pupil_id="pupil-secret-id-123", comment="Комментарий учителя")
-        resp = requests.post(sim.base + "/edu/v1/batches/grades", json={"records": [rec]},
-                             headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "persist-1"})
+        resp = requests.post(
+            sim.base + "/edu/v1/batches/grades",
+            json={"records": [rec]},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "persist-1"},
+        )
         assert resp.json()["accepted"] == 1
     finally:
         sim.stop()
     sim.start()
     try:
         # Same access code, same token (RSA ESIA keys persisted), same record, and the replay is recognised.
-        again = requests.post(sim.base + "/edu/v1/batches/grades", json={"records": [rec]},
-                              headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "persist-1"})
+        again = requests.post(
+            sim.base + "/edu/v1/batches/grades",
+            json={"records": [rec]},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "persist-1"},
+        )
         assert again.status_code == 200 and again.json()["replayed"] is True
-        got = requests.get(sim.base + f"/cabinet/v1/services/{school.service_id}",
-                           headers={"X-Access-Code": school.access_code})
+        got = requests.get(
+            sim.base + f"/cabinet/v1/services/{school.service_id}",
+            headers={"X-Access-Code": school.access_code},
+        )
         assert got.status_code == 200
     finally:
         sim.stop()

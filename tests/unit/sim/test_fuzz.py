@@ -21,13 +21,29 @@ def test_schemathesis_finds_no_server_errors(tmp_path: Path):
         token = school.service_token()
         st = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
         cmd = [
-            st, "run", sim.base + "/openapi.yaml", "--url", sim.base,
-            "--checks", "not_a_server_error", "--max-examples", "6", "--seed", "20261204",
+            st,
+            "run",
+            sim.base + "/openapi.yaml",
+            "--url",
+            sim.base,
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "6",
+            "--seed",
+            "20261204",
             # Fault injection and key rotation would make later answers 5xx/slow by design.
-            "--exclude-path-regex", "^/admin/v1/(faults|esia)",
-            "--request-timeout", "30", "--continue-on-failure", "--no-color",
+            "--exclude-path-regex",
+            "^/admin/v1/(faults|esia)",
+            "--request-timeout",
+            "30",
+            "--continue-on-failure",
+            "--no-color",
             # Authenticated, so the fuzzer gets past the 401s into the handlers.
-            "-H", f"Authorization: Bearer {token}", "-H", f"X-Access-Code: {school.access_code}",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-H",
+            f"X-Access-Code: {school.access_code}",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170, check=False)
     finally:

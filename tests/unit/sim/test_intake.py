@@ -21,8 +21,11 @@ def _post(base, token, records, key=None, kind="grades", **kw):
 
 
 def _stored(base, token, ids):
-    resp = requests.get(base + "/edu/v1/records", params=[("record_id", i) for i in ids],
-                        headers={"Authorization": f"Bearer {token}"})
+    resp = requests.get(
+        base + "/edu/v1/records",
+        params=[("record_id", i) for i in ids],
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()["records"]
 
@@ -69,10 +72,23 @@ def test_invalid_records_are_rejected_with_their_ids(base, service_token):
 
 
 def test_attendance_and_performance_kinds(base, service_token):
-    att = {"record_id": str(uuid.uuid4()), "school_id": "school-001", "pupil_id": "p1", "date": "2026-11-20",
-           "lesson": 2, "status": "late"}
-    perf = {"record_id": str(uuid.uuid4()), "school_id": "school-001", "pupil_id": "p1", "period": "2026-Q1",
-            "subject": "Физика", "average": 4.5, "final_grade": 5}
+    att = {
+        "record_id": str(uuid.uuid4()),
+        "school_id": "school-001",
+        "pupil_id": "p1",
+        "date": "2026-11-20",
+        "lesson": 2,
+        "status": "late",
+    }
+    perf = {
+        "record_id": str(uuid.uuid4()),
+        "school_id": "school-001",
+        "pupil_id": "p1",
+        "period": "2026-Q1",
+        "subject": "Физика",
+        "average": 4.5,
+        "final_grade": 5,
+    }
     assert _post(base, service_token, [att], kind="attendance").json()["accepted"] == 1
     assert _post(base, service_token, [perf], kind="performance").json()["accepted"] == 1
     # A grade sent to the attendance endpoint does not match that contract.
@@ -85,32 +101,72 @@ def test_xml_batch(base, service_token):
     resp = _post(base, service_token, None, data=xml, headers={"Content-Type": "application/xml"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["accepted"] == 2
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
-            b'<records kind="grade"><record><subject>&b;</subject></record></records>')
-    _err(_post(base, service_token, None, data=bomb, headers={"Content-Type": "application/xml"}), 400, "SG-ESIA-130")
-    _err(_post(base, service_token, None, data=b"<records", headers={"Content-Type": "text/xml"}), 400, "SG-ESIA-130")
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        b'<records kind="grade"><record><subject>&b;</subject></record></records>'
+    )
+    _err(
+        _post(base, service_token, None, data=bomb, headers={"Content-Type": "application/xml"}),
+        400,
+        "SG-ESIA-130",
+    )
+    _err(
+        _post(base, service_token, None, data=b"<records", headers={"Content-Type": "text/xml"}),
+        400,
+        "SG-ESIA-130",
+    )
     wrong_kind = contracts.records_to_xml("attendance", [])
     resp = _post(base, service_token, None, data=wrong_kind, headers={"Content-Type": "application/xml"})
     assert resp.status_code == 400
 
 
 def test_intake_error_paths(base, service_token):
-    _err(requests.post(base + "/edu/v1/batches/grades", json={"records": []}, headers={"Idempotency-Key": "k"}),
-         401, "SG-ESIA-110")
+    _err(
+        requests.post(
+            base + "/edu/v1/batches/grades", json={"records": []}, headers={"Idempotency-Key": "k"}
+        ),
+        401,
+        "SG-ESIA-110",
+    )
     _err(_post(base, "garbage.token.here", []), 401, "SG-ESIA-110")
     _err(_post(base, "sgpt_unknown", []), 401, "SG-ESIA-110")
-    resp = requests.post(base + "/edu/v1/batches/grades", json={"records": []},
-                         headers={"Authorization": f"Bearer {service_token}"})
+    resp = requests.post(
+        base + "/edu/v1/batches/grades",
+        json={"records": []},
+        headers={"Authorization": f"Bearer {service_token}"},
+    )
     _err(resp, 400, "ESIA-007014")
     _err(_post(base, service_token, [], key="bad key with spaces"), 400, "SIM-400")
     _err(_post(base, service_token, [], kind="marks"), 404, "SIM-404")
-    _err(_post(base, service_token, None, data=b"{", headers={"Content-Type": "application/json"}), 400, "SIM-400")
-    _err(_post(base, service_token, None, data=b"[1]", headers={"Content-Type": "application/json"}), 400, "SIM-400")
+    _err(
+        _post(base, service_token, None, data=b"{", headers={"Content-Type": "application/json"}),
+        400,
+        "SIM-400",
+    )
+    _err(
+        _post(base, service_token, None, data=b"[1]", headers={"Content-Type": "application/json"}),
+        400,
+        "SIM-400",
+    )
     _err(_post(base, service_token, None, data=b"a", headers={"Content-Type": "text/plain"}), 415, "SIM-400")
-    _err(requests.get(base + "/edu/v1/records", params={"kind": "x"},
-                      headers={"Authorization": f"Bearer {service_token}"}), 400, "SIM-400")
-    _err(requests.get(base + "/edu/v1/records", params={"limit": "x"},
-                      headers={"Authorization": f"Bearer {service_token}"}), 400, "SIM-400")
+    _err(
+        requests.get(
+            base + "/edu/v1/records",
+            params={"kind": "x"},
+            headers={"Authorization": f"Bearer {service_token}"},
+        ),
+        400,
+        "SIM-400",
+    )
+    _err(
+        requests.get(
+            base + "/edu/v1/records",
+            params={"limit": "x"},
+            headers={"Authorization": f"Bearer {service_token}"},
+        ),
+        400,
+        "SIM-400",
+    )
 
 
 def test_records_are_private_to_the_client(base, service_token, tmp_path):
@@ -135,7 +191,11 @@ def test_edu_upload_csv(base, service_token):
     bad = contracts.records_to_csv("grade", [grade(grade=0)])
     body = _err(requests.post(base + "/api/edu-upload/v1/csv/grades", data=bad, headers=h), 422, "SIM-422")
     assert body["errors"][0]["path"].startswith("rows[0]")
-    _err(requests.post(base + "/api/edu-upload/v1/csv/grades", data=b"nope;x\n1;2\n", headers=h), 422, "SIM-422")
+    _err(
+        requests.post(base + "/api/edu-upload/v1/csv/grades", data=b"nope;x\n1;2\n", headers=h),
+        422,
+        "SIM-422",
+    )
     _err(requests.post(base + "/api/edu-upload/v1/csv/pupils", data=csv_body, headers=h), 404, "SIM-404")
     _err(requests.post(base + "/api/edu-upload/latest/csv/grades", data=csv_body, headers=h), 404, "SIM-404")
     _err(requests.post(base + "/api/edu-upload/v1/csv/grades", data=b"\xff\xfe", headers=h), 400, "SIM-400")

@@ -29,11 +29,15 @@ def test_complete_dossier_gets_access_code_and_can_be_read_back(base):
     assert resp.status_code == 201
     body = resp.json()
     assert body["access_code"].startswith("SGAC-")
-    got = requests.get(base + f"/region/v1/dossiers/{body['dossier_id']}", headers={"X-Access-Code": body["access_code"]})
+    got = requests.get(
+        base + f"/region/v1/dossiers/{body['dossier_id']}", headers={"X-Access-Code": body["access_code"]}
+    )
     assert got.status_code == 200 and got.json()["school_id"] == "school-042"
     assert "access_code" not in got.json()
-    other = requests.get(base + "/region/v1/dossiers/00000000-0000-4000-8000-000000000000",
-                         headers={"X-Access-Code": body["access_code"]})
+    other = requests.get(
+        base + "/region/v1/dossiers/00000000-0000-4000-8000-000000000000",
+        headers={"X-Access-Code": body["access_code"]},
+    )
     _err(other, 404, "SIM-404")
 
 
@@ -48,23 +52,41 @@ def test_incomplete_dossier_lists_what_is_missing(base):
 
 
 def test_dossier_bad_requests(base):
-    _err(requests.post(base + "/region/v1/dossiers", data="{", headers={"Content-Type": "application/json"}),
-         400, "SIM-400")
+    _err(
+        requests.post(base + "/region/v1/dossiers", data="{", headers={"Content-Type": "application/json"}),
+        400,
+        "SIM-400",
+    )
     _err(requests.post(base + "/region/v1/dossiers", json={"school_id": "x"}), 400, "ESIA-007014")
-    _err(requests.post(base + "/region/v1/dossiers", json={**dossier(), "school_id": "школа 1"}), 400, "SIM-400")
+    _err(
+        requests.post(base + "/region/v1/dossiers", json={**dossier(), "school_id": "школа 1"}),
+        400,
+        "SIM-400",
+    )
     _err(requests.post(base + "/region/v1/dossiers", json={**dossier(), "documents": "x"}), 400, "SIM-400")
-    _err(requests.post(base + "/region/v1/dossiers", data="a=b",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"}), 415, "SIM-400")
+    _err(
+        requests.post(
+            base + "/region/v1/dossiers",
+            data="a=b",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+        "SIM-400",
+    )
     _err(requests.get(base + "/region/v1/dossiers/x"), 401, "SIM-401")
     _err(requests.get(base + "/region/v1/dossiers/x", headers={"X-Access-Code": "SGAC-nope"}), 401, "SIM-401")
 
 
 def test_service_registration_uses_esia_core_hash(school: School):
-    resp = school.http.get(school.base + f"/cabinet/v1/services/{school.service_id}",
-                           headers={"X-Access-Code": school.access_code})
+    resp = school.http.get(
+        school.base + f"/cabinet/v1/services/{school.service_id}",
+        headers={"X-Access-Code": school.access_code},
+    )
     assert resp.status_code == 200
     assert resp.json()["certificate_hash"] == certhash.client_certificate_hash(school.cert_pem.encode())
-    listed = school.http.get(school.base + "/cabinet/v1/services", headers={"X-Access-Code": school.access_code})
+    listed = school.http.get(
+        school.base + "/cabinet/v1/services", headers={"X-Access-Code": school.access_code}
+    )
     assert school.service_id in [s["service_id"] for s in listed.json()["services"]]
 
 
@@ -72,10 +94,24 @@ def test_registration_errors(base, school: School):
     h = {"X-Access-Code": school.access_code}
     good = {"name": "OTHER1", "api_url": "https://portal.school.test/api", "certificate": school.cert_pem}
     _err(requests.post(base + "/cabinet/v1/services", json=good), 401, "SIM-401")
-    _err(requests.post(base + "/cabinet/v1/services", json={**good, "name": school.client_id}, headers=h), 409, "SIM-409")
-    _err(requests.post(base + "/cabinet/v1/services", json={**good, "name": "a b"}, headers=h), 400, "SIM-400")
-    _err(requests.post(base + "/cabinet/v1/services", json={**good, "api_url": "ftp://x"}, headers=h), 400, "SIM-400")
-    _err(requests.post(base + "/cabinet/v1/services", json={**good, "certificate": "nope"}, headers=h), 400, "SIM-400")
+    _err(
+        requests.post(base + "/cabinet/v1/services", json={**good, "name": school.client_id}, headers=h),
+        409,
+        "SIM-409",
+    )
+    _err(
+        requests.post(base + "/cabinet/v1/services", json={**good, "name": "a b"}, headers=h), 400, "SIM-400"
+    )
+    _err(
+        requests.post(base + "/cabinet/v1/services", json={**good, "api_url": "ftp://x"}, headers=h),
+        400,
+        "SIM-400",
+    )
+    _err(
+        requests.post(base + "/cabinet/v1/services", json={**good, "certificate": "nope"}, headers=h),
+        400,
+        "SIM-400",
+    )
     broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
     resp = requests.post(base + "/cabinet/v1/services", json={**good, "certificate": broken}, headers=h)
     assert resp.status_code == 400, resp.text
@@ -101,14 +137,20 @@ def test_update_and_delete_service_are_scoped_to_the_school(base, tmp_path):
     assert requests.delete(url, headers=h).status_code == 204
     _err(requests.get(url, headers=h), 404, "SIM-404")
     # Tokens of a deleted service stop working.
-    resp = requests.post(base + "/edu/v1/batches/grades", json={"records": []},
-                         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "del-1"})
+    resp = requests.post(
+        base + "/edu/v1/batches/grades",
+        json={"records": []},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "del-1"},
+    )
     _err(resp, 401, "SG-ESIA-110")
 
 
 def _intake(base, token, key, records):
-    return requests.post(base + "/edu/v1/batches/grades", json={"records": records},
-                         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key})
+    return requests.post(
+        base + "/edu/v1/batches/grades",
+        json={"records": records},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+    )
 
 
 def test_provider_tokens_issue_rotate_revoke_expire(base, school: School):
@@ -144,8 +186,11 @@ def test_ca_issues_gost_certificate_from_csr(base, school: School, tmp_path):
     assert ca.status_code == 200 and b"BEGIN CERTIFICATE" in ca.content
     key = generate_key(tmp_path / "k.key")
     csr = csr_for(key, "/C=RU/O=School 7/CN=signing").decode()
-    resp = requests.post(base + "/ca/v1/certificates", json={"csr": csr, "days": 10},
-                         headers={"X-Access-Code": school.access_code})
+    resp = requests.post(
+        base + "/ca/v1/certificates",
+        json={"csr": csr, "days": 10},
+        headers={"X-Access-Code": school.access_code},
+    )
     assert resp.status_code == 201, resp.text
     body = resp.json()
     info = certhash.certificate_info(body["certificate"].encode())
@@ -157,7 +202,11 @@ def test_ca_issues_gost_certificate_from_csr(base, school: School, tmp_path):
     h = {"X-Access-Code": school.access_code}
     _err(requests.post(base + "/ca/v1/certificates", json={"csr": csr}), 401, "SIM-401")
     _err(requests.post(base + "/ca/v1/certificates", json={"csr": "x"}, headers=h), 400, "SIM-400")
-    _err(requests.post(base + "/ca/v1/certificates", json={"csr": csr, "days": 5000}, headers=h), 400, "SIM-400")
+    _err(
+        requests.post(base + "/ca/v1/certificates", json={"csr": csr, "days": 5000}, headers=h),
+        400,
+        "SIM-400",
+    )
     tampered = csr.replace(csr.splitlines()[3][:8], "AAAAAAAA")
     resp = requests.post(base + "/ca/v1/certificates", json={"csr": tampered}, headers=h)
     assert resp.status_code == 400, resp.text

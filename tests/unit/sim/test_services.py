@@ -53,15 +53,29 @@ def test_document_request_errors(base, school: School):
     h = school.bearer(_pupil_token(school))
     _err(requests.post(base + "/services/v1/requests", json={"service": "nope"}, headers=h), 400, "SIM-400")
     _err(requests.post(base + "/services/v1/requests", json={}, headers=h), 400, "ESIA-007014")
-    _err(requests.post(base + "/services/v1/requests", json={"service": "vypiska-ocenok", "oid": "1000002"},
-                       headers=h), 403, "ESIA-007019")
+    _err(
+        requests.post(
+            base + "/services/v1/requests", json={"service": "vypiska-ocenok", "oid": "1000002"}, headers=h
+        ),
+        403,
+        "ESIA-007019",
+    )
     svc = school.bearer(school.service_token())
-    _err(requests.post(base + "/services/v1/requests", json={"service": "vypiska-ocenok"}, headers=svc),
-         400, "ESIA-007014")
-    _err(requests.post(base + "/services/v1/requests", json={"service": "vypiska-ocenok", "oid": "1000003"},
-                       headers=svc), 404, "SIM-404")
-    ok = requests.post(base + "/services/v1/requests", json={"service": "vypiska-ocenok", "oid": "1000001"},
-                       headers=svc)
+    _err(
+        requests.post(base + "/services/v1/requests", json={"service": "vypiska-ocenok"}, headers=svc),
+        400,
+        "ESIA-007014",
+    )
+    _err(
+        requests.post(
+            base + "/services/v1/requests", json={"service": "vypiska-ocenok", "oid": "1000003"}, headers=svc
+        ),
+        404,
+        "SIM-404",
+    )
+    ok = requests.post(
+        base + "/services/v1/requests", json={"service": "vypiska-ocenok", "oid": "1000001"}, headers=svc
+    )
     assert ok.status_code == 202
     _err(requests.get(base + "/services/v1/requests/nope", headers=svc), 404, "SIM-404")
 
@@ -69,8 +83,15 @@ def test_document_request_errors(base, school: School):
 def test_parent_signs_document_result_by_poll(base, school: School):
     h = school.bearer(school.service_token())
     document = "Согласие родителя на обработку данных".encode()
-    resp = requests.post(base + "/services/v1/signing-sessions", headers=h, json={
-        "document": base64.b64encode(document).decode(), "document_name": "soglasie.txt", "signer_oid": "1000002"})
+    resp = requests.post(
+        base + "/services/v1/signing-sessions",
+        headers=h,
+        json={
+            "document": base64.b64encode(document).decode(),
+            "document_name": "soglasie.txt",
+            "signer_oid": "1000002",
+        },
+    )
     assert resp.status_code == 201, resp.text
     session = resp.json()
     assert session["status"] == "awaiting_signature"
@@ -80,8 +101,9 @@ def test_parent_signs_document_result_by_poll(base, school: School):
     assert signed.status_code == 200, signed.text
     polled = requests.get(base + f"/services/v1/signing-sessions/{session['session_id']}", headers=h).json()
     assert polled["status"] == "signed"
-    verify.verify_cms_detached(base64.b64decode(polled["cms"]), document,
-                               expected_cert=polled["signer_certificate"].encode())
+    verify.verify_cms_detached(
+        base64.b64decode(polled["cms"]), document, expected_cert=polled["signer_certificate"].encode()
+    )
     _err(requests.post(base + session["sign_url"], json={"decision": "sign"}), 409, "SIM-409")
 
 
@@ -92,7 +114,7 @@ def test_parent_declines_and_callback_is_delivered(base, school: School):
     received: list[bytes] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(204)
             self.end_headers()
@@ -104,9 +126,16 @@ def test_parent_declines_and_callback_is_delivered(base, school: School):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         h = school.bearer(school.service_token())
-        resp = requests.post(base + "/services/v1/signing-sessions", headers=h, json={
-            "document": base64.b64encode(b"doc").decode(), "document_name": "d.txt", "signer_oid": "1000002",
-            "callback_url": f"http://127.0.0.1:{server.server_port}/cb"})
+        resp = requests.post(
+            base + "/services/v1/signing-sessions",
+            headers=h,
+            json={
+                "document": base64.b64encode(b"doc").decode(),
+                "document_name": "d.txt",
+                "signer_oid": "1000002",
+                "callback_url": f"http://127.0.0.1:{server.server_port}/cb",
+            },
+        )
         sid = resp.json()["session_id"]
         form = requests.post(base + resp.json()["sign_url"], data={"decision": "decline"})
         assert form.status_code == 200 and "declined" in form.text
