@@ -9,6 +9,7 @@ those mistakes so diagnostics can recognise them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,12 @@ GOST_KEY_ALGORITHMS = frozenset({"gost2012_256", "gost2012_512", "gost2001"})
 
 def streebog256(data: bytes, *, engine: str = openssl.DEFAULT_ENGINE, openssl_path: str | None = None) -> str:
     return openssl.digest(data, "md_gost12_256", engine=engine, openssl=openssl_path).hex()
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_streebog(der: bytes, engine: str, openssl_path: str | None) -> str:
+    # one openssl process per distinct certificate, not per request (the simulator hashes on every call)
+    return streebog256(der, engine=engine, openssl_path=openssl_path)
 
 
 def client_certificate_hash(
@@ -38,7 +45,7 @@ def client_certificate_hash(
     """
     der = certificate_der(cert)
     if hash_alg == "gost12_256":
-        return streebog256(der, engine=engine, openssl_path=openssl_path)
+        return _cached_streebog(der, engine, openssl_path)
     if hash_alg == "sha256":
         return hashlib.sha256(der).hexdigest()
     raise ValueError(f"hash_alg must be 'gost12_256' or 'sha256', not {hash_alg!r}")
