@@ -1,0 +1,68 @@
+"""The agent role on a real systemd host: service, hardening, secrets, and a signed push that is stored."""
+
+import json
+
+VENV = "/opt/schoolgate-agent/venv"
+
+
+def test_service_running_and_enabled(host):
+    svc = host.service("schoolgate-agent")
+    assert svc.is_running and svc.is_enabled
+
+
+def test_listens_on_loopback_only(host):
+    assert host.socket("tcp://127.0.0.1:8700").is_listening
+    assert not host.socket("tcp://0.0.0.0:8700").is_listening
+
+
+def test_runs_as_its_own_user_with_hardening(host):
+    show = host.check_output(
+        "systemctl show schoolgate-agent -p User -p ProtectSystem -p NoNewPrivileges -p ReadWritePaths -p Restart"
+    )
+    assert "User=schoolgate-agent" in show
+    assert "ProtectSystem=strict" in show
+    assert "NoNewPrivileges=yes" in show
+    assert "ReadWritePaths=/var/lib/schoolgate-agent" in show
+    assert "Restart=on-failure" in show
+
+
+def test_secret_and_config_permissions(host):
+    secret = host.file("/etc/schoolgate/agent-hmac.key")
+    assert secret.mode == 0o640 and secret.user == "root" and secret.group == "schoolgate-agent"
+    cfg = host.file("/etc/schoolgate/agent.yaml")
+    assert cfg.mode == 0o640 and cfg.group == "schoolgate-agent"
+    assert "managed" in cfg.content_string.lower()
+
+
+def test_installed_without_an_index(host):
+    assert host.run(f"{VENV}/bin/python -c 'import schoolgate.agent, uvloop, orjson'").rc == 0
+
+
+def test_signed_push_is_stored_and_unsigned_is_refused(host):
+    script = (
+        "import json, uuid, urllib.request, urllib.error\n"
+        "from schoolgate.agent.auth import sign\n"
+        "secret = open('/etc/schoolgate/agent-hmac.key','rb').read().strip()\n"
+        "rec = {'record_id': str(uuid.uuid4()), 'school_id': 'school-001', 'pupil_id': 'p-1',"
+        " 'subject': 'Math', 'grade': 5, 'date': '2026-11-20', 'teacher_id': 't-1'}\n"
+        "body = json.dumps(rec).encode()\n"
+        "out = {}\n"
+        "for name, headers in (('signed', sign(secret, 'POST', '/v1/records/grade', body)), ('unsigned', {})):\n"
+        "    req = urllib.request.Request('http://127.0.0.1:8700/v1/records/grade', data=body,"
+        " headers={**headers, 'Content-Type': 'application/json'}, method='POST')\n"
+        "    try:\n"
+        "        out[name] = urllib.request.urlopen(req).status\n"
+        "    except urllib.error.HTTPError as exc:\n"
+        "        out[name] = exc.code\n"
+        "print(json.dumps(out))\n"
+    )
+    result = json.loads(host.check_output(f"{VENV}/bin/python -c {json.dumps(script)}"))
+    assert result == {"signed": 202, "unsigned": 401}
+    status = json.loads(host.check_output(f"{VENV}/bin/schoolgate agent -c /etc/schoolgate/agent.yaml status --json"))
+    assert status["queued"] >= 1
+
+
+def test_metrics_exposed(host):
+    out = host.check_output("curl -fsS http://127.0.0.1:8700/metrics || python3 -c \"import urllib.request;"
+                            "print(urllib.request.urlopen('http://127.0.0.1:8700/metrics').read().decode())\"")
+    assert "schoolgate_agent_queue_depth" in out
