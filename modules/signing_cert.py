@@ -20,7 +20,7 @@ description:
     is inside its validity window, allows digitalSignature and uses the expected algorithm and key size.
     When a check fails nothing is installed and the error explains, in Russian for the school admin,
     what is wrong and which role variable fixes it.
-  - Supports renewal: with O(renew=true) a next key and CSR (C(key.next.pem), C(csr.next.pem)) are generated
+  - Supports renewal. With O(renew=true) a next key and CSR (C(key.next.pem), C(csr.next.pem)) are generated
     alongside the current ones, which keep working. Installing a certificate issued for the next key
     promotes the next key to the current one in the same step.
   - Returns structured facts about the installed certificate, including the ESIA C(client_certificate_hash)
@@ -86,7 +86,8 @@ options:
     elements: str
     default: []
   pkcs12:
-    description: A PKCS#12 file (base64 of its bytes) with the key and certificate, instead of the host-made key.
+    description:
+      - A PKCS#12 file (base64 of its bytes) with the key and certificate, instead of the host-made key.
     type: str
   pkcs12_passphrase:
     description: Passphrase of O(pkcs12). Keep it in Ansible Vault.
@@ -103,7 +104,9 @@ options:
     type: int
     default: 1
   renew:
-    description: Generate C(key.next.pem) and C(csr.next.pem) for renewal (kept until a certificate for them is installed).
+    description:
+      - Generate C(key.next.pem) and C(csr.next.pem) for renewal.
+      - They are kept until a certificate for them is installed.
     type: bool
     default: false
   signer_config:
@@ -193,13 +196,16 @@ certificate:
     subject: {description: Subject (RFC 2253 style string), type: str}
     issuer: {description: Issuer, type: str}
     serial: {description: Serial number (hex), type: str}
-    not_before: {description: Start of validity (ISO 8601, UTC), type: str}
-    not_after: {description: End of validity (ISO 8601, UTC), type: str}
+    not_before: {description: Start of validity (ISO 8601 in UTC), type: str}
+    not_after: {description: End of validity (ISO 8601 in UTC), type: str}
     days_left: {description: Whole days until not_after, type: int}
-    thumbprint: {description: SHA-1 of the DER certificate, upper-case hex (as CryptoPro/Windows show it), type: str}
-    sha256_fingerprint: {description: SHA-256 of the DER certificate, hex, type: str}
+    thumbprint:
+      description: SHA-1 of the DER certificate in upper-case hex (as CryptoPro and Windows show it).
+      type: str
+    sha256_fingerprint: {description: SHA-256 of the DER certificate in hex, type: str}
     client_certificate_hash:
-      description: ESIA client_certificate_hash (Streebog-256 of the DER for GOST certificates), from the ESIA core.
+      description:
+        - ESIA client_certificate_hash (Streebog-256 of the DER for GOST certificates), from the ESIA core.
       type: str
     algorithm: {description: Public key algorithm, type: str}
     key_bits: {description: Public key size in bits, type: int}
@@ -225,6 +231,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -293,8 +300,15 @@ class OpenSSL:
         self.binary = binary
         self.gost = False
 
-    def run(self, args, data=None, env_extra=None, check=True, engine=True):
-        cmd = [self.binary] + list(args)
+    def run(
+        self,
+        args: list[str],
+        data: bytes | None = None,
+        env_extra: dict[str, str] | None = None,
+        check: bool = True,
+        engine: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        cmd = [self.binary, *args]
         if engine and self.gost and args[0] not in ("engine", "version", "asn1parse"):
             cmd[2:2] = ["-engine", "gost"]
         env = dict(os.environ)
@@ -320,7 +334,7 @@ class OpenSSLFailure(Exception):
         super().__init__("openssl %s: %s" % (command, stderr.strip()))
 
 
-def split_certificates(ossl, blob, variable):
+def split_certificates(ossl: OpenSSL, blob: bytes, variable: str) -> list[bytes]:
     """PEM bundle, DER certificate or PKCS#7 (PEM/DER) -> list of PEM certificates (bytes)."""
     blob = blob.strip() if blob.lstrip().startswith(b"-----") else blob
     if b"-----BEGIN CERTIFICATE-----" in blob:
@@ -331,11 +345,13 @@ def split_certificates(ossl, blob, variable):
         proc = ossl.run(["x509", "-inform", "DER", "-outform", "PEM"], data=blob, check=False)
         certs = [proc.stdout] if proc.returncode == 0 else _pkcs7_certs(ossl, blob, "DER", variable)
     if not certs:
-        raise CertError("SC-FORMAT", "Файл не содержит ни одного сертификата (ожидается PEM, DER или PKCS#7).", variable)
+        raise CertError(
+            "SC-FORMAT", "Файл не содержит ни одного сертификата (ожидается PEM, DER или PKCS#7).", variable
+        )
     return [_normalise_pem(ossl, c, variable) for c in certs]
 
 
-def _pkcs7_certs(ossl, blob, form, variable):
+def _pkcs7_certs(ossl: OpenSSL, blob: bytes, form: str, variable: str) -> list[bytes]:
     proc = ossl.run(["pkcs7", "-inform", form, "-print_certs"], data=blob, check=False)
     if proc.returncode != 0:
         raise CertError(
@@ -347,34 +363,37 @@ def _pkcs7_certs(ossl, blob, form, variable):
     return [m.group(0) + b"\n" for m in PEM_CERT_RE.finditer(proc.stdout)]
 
 
-def _normalise_pem(ossl, pem, variable):
+def _normalise_pem(ossl: OpenSSL, pem: bytes, variable: str) -> bytes:
     proc = ossl.run(["x509", "-outform", "PEM"], data=pem, check=False)
     if proc.returncode != 0:
         raise CertError(
-            "SC-FORMAT", "Сертификат повреждён и не читается OpenSSL.", variable, proc.stderr.decode("utf-8", "replace")
+            "SC-FORMAT",
+            "Сертификат повреждён и не читается OpenSSL.",
+            variable,
+            proc.stderr.decode("utf-8", "replace"),
         )
     return proc.stdout
 
 
-def pem_to_der(pem):
+def pem_to_der(pem: bytes) -> bytes:
     body = b"".join(line for line in pem.strip().splitlines() if not line.startswith(b"-----"))
     return base64.b64decode(body)
 
 
-def cert_pubkey(ossl, pem):
+def cert_pubkey(ossl: OpenSSL, pem: bytes) -> bytes:
     return ossl.run(["x509", "-noout", "-pubkey"], data=pem).stdout.strip()
 
 
-def key_pubkey(ossl, key_path):
+def key_pubkey(ossl: OpenSSL, key_path: str) -> bytes:
     return ossl.run(["pkey", "-in", key_path, "-pubout"]).stdout.strip()
 
 
-def cert_text(ossl, pem):
+def cert_text(ossl: OpenSSL, pem: bytes) -> str:
     return ossl.run(["x509", "-noout", "-text"], data=pem).stdout.decode("utf-8", "replace")
 
 
-def cert_algorithm(text):
-    """(family, bits) from `openssl x509 -text`: family is one of GOST/RSA/EC names used by the algorithm option."""
+def cert_algorithm(text: str) -> tuple[str, int]:
+    """(family, bits) from `openssl x509 -text`; family uses the names of the algorithm option."""
     match = re.search(r"Public Key Algorithm:\s*(.+)", text)
     name = match.group(1).strip() if match else "unknown"
     bits_match = re.search(r"Public-Key:\s*\((\d+) bit\)", text)
@@ -390,14 +409,14 @@ def cert_algorithm(text):
     return name, bits
 
 
-def key_usage(text):
+def key_usage(text: str) -> list[str]:
     match = re.search(r"X509v3 Key Usage:.*\n\s*(.+)", text)
     if not match:
         return []
     return [part.strip() for part in match.group(1).split(",")]
 
 
-def subject_pairs(ossl, kind, pem):
+def subject_pairs(ossl: OpenSSL, kind: str, pem: bytes) -> list[tuple[str, str]]:
     """[(oid, value)] of a CSR or certificate subject, in order."""
     out = ossl.run([kind, "-noout", "-subject", "-nameopt", "oid,utf8,sep_multiline,-esc_msb"], data=pem)
     pairs = []
@@ -407,12 +426,12 @@ def subject_pairs(ossl, kind, pem):
     return pairs
 
 
-def desired_pairs(subject):
+def desired_pairs(subject: dict[str, Any]) -> list[tuple[str, str]]:
     return [(SUBJECT_OIDS.get(k, k), str(v)) for k, v in subject.items()]
 
 
-def subj_arg(subject):
-    def esc(value):
+def subj_arg(subject: dict[str, Any]) -> str:
+    def esc(value: object) -> str:
         return re.sub(r"([\\/+])", r"\\\1", str(value))
 
     return "".join("/%s=%s" % (k, esc(v)) for k, v in subject.items())
@@ -429,11 +448,11 @@ class SigningCert:
         self.before = {}
         self.after = {}
 
-    def f(self, name):
+    def f(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
     # ---------- helpers that write -------------------------------------------------------------
-    def _ids(self):
+    def _ids(self) -> tuple[int, int]:
         try:
             uid = pwd.getpwnam(self.p["owner"]).pw_uid
         except KeyError:
@@ -450,8 +469,8 @@ class SigningCert:
             ) from None
         return uid, gid
 
-    def ensure_dir(self):
-        uid, gid = self._ids()
+    def ensure_dir(self) -> bool:
+        _uid, gid = self._ids()
         if not os.path.isdir(self.dir):
             self._change("каталог %s будет создан" % self.dir)
             if self.m.check_mode:
@@ -462,14 +481,14 @@ class SigningCert:
             self._change("права каталога %s" % self.dir)
             if not self.m.check_mode:
                 os.chown(self.dir, 0, gid)
-                os.chmod(self.dir, 0o750)
+                os.chmod(self.dir, 0o750)  # noqa: S103 - the agent's group must traverse it
         return True
 
-    def _change(self, line):
+    def _change(self, line: str) -> None:
         self.changed = True
         self.changes.append(line)
 
-    def _place(self, src, name, secret):
+    def _place(self, src: str, name: str, secret: bool) -> None:
         """Atomically move a file prepared in the staging dir into place with its mode and owner."""
         uid, gid = self._ids()
         if secret:
@@ -480,7 +499,7 @@ class SigningCert:
             os.chmod(src, 0o640)
         os.replace(src, self.f(name))
 
-    def _fix_perms(self, name, secret):
+    def _fix_perms(self, name: str, secret: bool) -> None:
         path = self.f(name)
         if not os.path.exists(path):
             return
@@ -493,7 +512,7 @@ class SigningCert:
                 os.chown(path, want[1], want[2])
                 os.chmod(path, want[0])
 
-    def _write_public(self, name, content):
+    def _write_public(self, name: str, content: bytes) -> bool:
         path = self.f(name)
         old = None
         if os.path.exists(path):
@@ -512,7 +531,7 @@ class SigningCert:
         return True
 
     # ---------- key and CSR --------------------------------------------------------------------
-    def generate_key(self, name):
+    def generate_key(self, name: str) -> None:
         self._change("закрытый ключ %s (%s) будет создан на сервере" % (self.f(name), self.p["algorithm"]))
         if self.m.check_mode:
             return
@@ -529,14 +548,14 @@ class SigningCert:
             tmp = os.path.join(stage, name)
             old_umask = os.umask(0o077)
             try:
-                self.ossl.run(["genpkey"] + args + ["-out", tmp])
+                self.ossl.run(["genpkey", *args, "-out", tmp])
             finally:
                 os.umask(old_umask)
             self._place(tmp, name, secret=True)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
-    def ensure_csr(self, key_name, csr_name):
+    def ensure_csr(self, key_name: str, csr_name: str) -> None:
         key_path, csr_path = self.f(key_name), self.f(csr_name)
         subject = self.p["subject"]
         if os.path.exists(csr_path) and os.path.exists(key_path):
@@ -558,30 +577,46 @@ class SigningCert:
             tmp = os.path.join(stage, csr_name)
             try:
                 self.ossl.run(
-                    ["req", "-new", "-config", cnf, "-utf8", "-key", key_path, "-subj", subj_arg(subject), "-out", tmp]
+                    [
+                        "req",
+                        "-new",
+                        "-config",
+                        cnf,
+                        "-utf8",
+                        "-key",
+                        key_path,
+                        "-subj",
+                        subj_arg(subject),
+                        "-out",
+                        tmp,
+                    ]
                 )
             except OpenSSLFailure as exc:
                 raise CertError(
-                    "SC-SUBJECT", "Не удалось создать запрос на сертификат с этими полями субъекта.",
-                    "signing_cert_subject", exc.stderr,
+                    "SC-SUBJECT",
+                    "Не удалось создать запрос на сертификат с этими полями субъекта.",
+                    "signing_cert_subject",
+                    exc.stderr,
                 ) from None
             self._place(tmp, csr_name, secret=False)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
     # ---------- certificate validation ---------------------------------------------------------
-    def _b64(self, value, variable):
+    def _b64(self, value: str, variable: str) -> bytes:
         try:
             return base64.b64decode(value, validate=False)
         except (ValueError, TypeError):
             raise CertError("SC-FORMAT", "Значение не является base64 содержимого файла.", variable) from None
 
-    def load_input(self, stage):
-        """Returns (leaf_pem, chain_pems, key_source) where key_source is 'key.pem', 'key.next.pem' or a staged path."""
+    def load_input(self, stage: str) -> tuple[bytes, list[bytes], str]:
+        """(leaf_pem, chain_pems, key_source); key_source: 'key.pem', 'key.next.pem' or a staged key path."""
         p = self.p
         chain = []
         for item in p["chain"]:
-            chain += split_certificates(self.ossl, self._b64(item, "signing_cert_chain_src"), "signing_cert_chain_src")
+            chain += split_certificates(
+                self.ossl, self._b64(item, "signing_cert_chain_src"), "signing_cert_chain_src"
+            )
         if p["pkcs12"]:
             p12 = os.path.join(stage, "in.p12")
             with open(p12, "wb") as fh:
@@ -591,8 +626,19 @@ class SigningCert:
             old_umask = os.umask(0o077)
             try:
                 proc = self.ossl.run(
-                    ["pkcs12", "-in", p12, "-passin", "env:SG_P12_PASS", "-nocerts", "-nodes", "-out", key_tmp],
-                    env_extra=env, check=False,
+                    [
+                        "pkcs12",
+                        "-in",
+                        p12,
+                        "-passin",
+                        "env:SG_P12_PASS",
+                        "-nocerts",
+                        "-nodes",
+                        "-out",
+                        key_tmp,
+                    ],
+                    env_extra=env,
+                    check=False,
                 )
             finally:
                 os.umask(old_umask)
@@ -600,7 +646,8 @@ class SigningCert:
                 err = proc.stderr.decode("utf-8", "replace")
                 if "mac verify" in err.lower() or "invalid password" in err.lower():
                     raise CertError(
-                        "SC-P12-PASSWORD", "Неверный пароль файла PKCS#12: файл не удалось расшифровать.",
+                        "SC-P12-PASSWORD",
+                        "Неверный пароль файла PKCS#12: файл не удалось расшифровать.",
                         "signing_cert_pkcs12_passphrase (в Ansible Vault)",
                     )
                 raise CertError("SC-P12", "Файл PKCS#12 не читается.", "signing_cert_pkcs12_src", err)
@@ -608,14 +655,20 @@ class SigningCert:
                 ["pkcs12", "-in", p12, "-passin", "env:SG_P12_PASS", "-nokeys"], env_extra=env, check=False
             )
             if proc.returncode != 0:
-                raise CertError("SC-P12", "Сертификаты в PKCS#12 не читаются.", "signing_cert_pkcs12_src",
-                                proc.stderr.decode("utf-8", "replace"))
+                raise CertError(
+                    "SC-P12",
+                    "Сертификаты в PKCS#12 не читаются.",
+                    "signing_cert_pkcs12_src",
+                    proc.stderr.decode("utf-8", "replace"),
+                )
             certs = split_certificates(self.ossl, proc.stdout, "signing_cert_pkcs12_src")
             keys = {key_pubkey(self.ossl, key_tmp): key_tmp}
             variable = "signing_cert_pkcs12_src"
         else:
             certs = split_certificates(
-                self.ossl, self._b64(p["certificate"], "signing_cert_certificate_src"), "signing_cert_certificate_src"
+                self.ossl,
+                self._b64(p["certificate"], "signing_cert_certificate_src"),
+                "signing_cert_certificate_src",
             )
             keys = {}
             for name in ("key.pem", "key.next.pem"):
@@ -639,14 +692,15 @@ class SigningCert:
             )
         return leaf, _dedupe(chain), key_source
 
-    def validate(self, leaf, chain, anchors, stage):
+    def validate(self, leaf: bytes, chain: list[bytes], anchors: list[bytes], stage: str) -> None:
         info = certificate_info(pem_to_der(leaf))
         not_before = datetime.datetime.fromisoformat(info["not_before"])
         not_after = datetime.datetime.fromisoformat(info["not_after"])
         if info["expired"]:
             raise CertError(
                 "SC-EXPIRED",
-                "Срок действия сертификата истёк %s UTC. Получите в УЦ новый сертификат." % not_after.strftime("%Y-%m-%d %H:%M"),
+                "Срок действия сертификата истёк %s UTC. Получите в УЦ новый сертификат."
+                % not_after.strftime("%Y-%m-%d %H:%M"),
                 "signing_cert_certificate_src",
             )
         if info["not_yet_valid"]:
@@ -668,7 +722,8 @@ class SigningCert:
         if "Digital Signature" not in key_usage(text):
             raise CertError(
                 "SC-KEY-USAGE",
-                "В сертификате нет назначения «цифровая подпись» (keyUsage digitalSignature); ЕСИА его не примет."
+                "В сертификате нет назначения «цифровая подпись» (keyUsage digitalSignature);"
+                " ЕСИА его не примет."
                 " Запросите в УЦ сертификат для подписи.",
                 "signing_cert_certificate_src",
             )
@@ -680,9 +735,11 @@ class SigningCert:
                 "Алгоритм ключа сертификата %s, а ожидается %s." % (family, want),
                 "signing_cert_algorithm (или сертификат signing_cert_certificate_src)",
             )
-        if family == "rsa" and bits < min(self.p["rsa_bits"], 2048) or family == "ecdsa" and bits < 256:
+        if (family == "rsa" and bits < 2048) or (family == "ecdsa" and bits < 256):
             raise CertError(
-                "SC-KEY-SIZE", "Слишком короткий ключ сертификата: %d бит." % bits, "signing_cert_rsa_bits",
+                "SC-KEY-SIZE",
+                "Слишком короткий ключ сертификата: %d бит." % bits,
+                "signing_cert_rsa_bits",
             )
         anchors_path = os.path.join(stage, "anchors.pem")
         with open(anchors_path, "wb") as fh:
@@ -696,23 +753,24 @@ class SigningCert:
         leaf_path = os.path.join(stage, "leaf.pem")
         with open(leaf_path, "wb") as fh:
             fh.write(leaf)
-        proc = self.ossl.run(args + [leaf_path], check=False)
+        proc = self.ossl.run([*args, leaf_path], check=False)
         if proc.returncode != 0:
             raise CertError(
                 "SC-UNTRUSTED",
-                "Цепочка сертификата не доверена: она не сходится к корневым сертификатам из доверенного списка"
+                "Цепочка сертификата не доверена: она не сходится к корневым сертификатам"
+                " из доверенного списка"
                 " (либо не хватает промежуточного сертификата УЦ).",
                 "signing_cert_trust_anchors (корневые сертификаты УЦ) или signing_cert_chain_src",
                 (proc.stderr or proc.stdout).decode("utf-8", "replace"),
             )
 
     # ---------- facts ---------------------------------------------------------------------------
-    def facts(self, leaf):
+    def facts(self, leaf: bytes) -> dict[str, Any]:
         """Certificate facts from the ESIA core; only key usage and key size come from openssl's text."""
         der = pem_to_der(leaf)
         info = certificate_info(der)
         text = cert_text(self.ossl, leaf)
-        family, bits = cert_algorithm(text)
+        _family, bits = cert_algorithm(text)
         hash_alg = "gost12_256" if self.ossl.gost else "sha256"
         return {
             "subject": info["subject"],
@@ -724,7 +782,9 @@ class SigningCert:
             "days_left": info["days_left"],
             "thumbprint": hashlib.sha1(der).hexdigest().upper(),  # noqa: S324 - an identifier, not security
             "sha256_fingerprint": info["sha256_fingerprint"],
-            "client_certificate_hash": client_certificate_hash(der, hash_alg=hash_alg, openssl_path=self.p["openssl"]),
+            "client_certificate_hash": client_certificate_hash(
+                der, hash_alg=hash_alg, openssl_path=self.p["openssl"]
+            ),
             "client_certificate_hash_alg": hash_alg,
             "algorithm": info["algorithm"],
             "key_algorithm": info["key_algorithm"],
@@ -734,29 +794,36 @@ class SigningCert:
         }
 
     # ---------- main flows ----------------------------------------------------------------------
-    def present(self):
+    def present(self) -> dict[str, Any]:
         p = self.p
         if not self.ossl.detect_gost() and p["algorithm"] in GOST_ALGORITHMS:
             raise CertError(
                 "SC-NO-GOST-ENGINE",
-                "В OpenSSL на сервере нет ГОСТ-движка (gost engine): ключ ГОСТ Р 34.10-2012 создать и проверить"
+                "В OpenSSL на сервере нет ГОСТ-движка (gost engine):"
+                " ключ ГОСТ Р 34.10-2012 создать и проверить"
                 " нельзя. Установите пакет libengine-gost-openssl.",
                 "signing_cert_packages (или signing_cert_algorithm, если нужен не ГОСТ)",
             )
         installing = bool(p["certificate"] or p["pkcs12"])
         if installing and not p["trust_anchors"]:
             raise CertError(
-                "SC-NO-ANCHORS", "Не задан ни один доверенный корневой сертификат УЦ для проверки цепочки.",
+                "SC-NO-ANCHORS",
+                "Не задан ни один доверенный корневой сертификат УЦ для проверки цепочки.",
                 "signing_cert_trust_anchors",
             )
         if not p["pkcs12"] and not p["subject"]:
-            raise CertError("SC-SUBJECT", "Не заданы поля субъекта (ОГРН, ИНН, O, CN).", "signing_cert_subject")
+            raise CertError(
+                "SC-SUBJECT", "Не заданы поля субъекта (ОГРН, ИНН, O, CN).", "signing_cert_subject"
+            )
         dir_exists = self.ensure_dir()
         self.before = self._state_summary()
 
         result = {
-            "key_path": self.f("key.pem"), "csr_path": self.f("csr.pem"), "cert_path": self.f("cert.pem"),
-            "chain_path": self.f("chain.pem"), "trust_path": self.f("trust.pem"),
+            "key_path": self.f("key.pem"),
+            "csr_path": self.f("csr.pem"),
+            "cert_path": self.f("cert.pem"),
+            "chain_path": self.f("chain.pem"),
+            "trust_path": self.f("trust.pem"),
         }
         if not p["pkcs12"]:
             if not os.path.exists(self.f("key.pem")):
@@ -781,12 +848,14 @@ class SigningCert:
         if os.path.exists(self.f("cert.pem")):
             with open(self.f("cert.pem"), "rb") as fh:
                 leaf = fh.read()
-            if os.path.exists(self.f("key.pem")) and not self.m.check_mode:
-                if cert_pubkey(self.ossl, leaf) != key_pubkey(self.ossl, self.f("key.pem")):
-                    raise CertError(
-                        "SC-KEY-MISMATCH", "Установленный сертификат %s не соответствует ключу %s."
-                        % (self.f("cert.pem"), self.f("key.pem")), "signing_cert_certificate_src",
-                    )
+            key_exists = os.path.exists(self.f("key.pem")) and not self.m.check_mode
+            if key_exists and cert_pubkey(self.ossl, leaf) != key_pubkey(self.ossl, self.f("key.pem")):
+                raise CertError(
+                    "SC-KEY-MISMATCH",
+                    "Установленный сертификат %s не соответствует ключу %s."
+                    % (self.f("cert.pem"), self.f("key.pem")),
+                    "signing_cert_certificate_src",
+                )
         if leaf:
             result["certificate"] = self.facts(leaf)
             result["status"] = "installed"
@@ -796,14 +865,15 @@ class SigningCert:
             result["key_algorithm"] = self._key_algorithm(self.f("key.pem"))
         result["renewal"] = {
             "pending": os.path.exists(self.f("key.next.pem")),
-            "key_path": self.f("key.next.pem"), "csr_path": self.f("csr.next.pem"),
+            "key_path": self.f("key.next.pem"),
+            "csr_path": self.f("csr.next.pem"),
         }
         if p["signer_config"] and leaf and not self.m.check_mode:
             result["signer_probe"] = self.probe_signer()
         self.after = self._state_summary()
         return result
 
-    def install(self, dir_exists):
+    def install(self, dir_exists: bool) -> None:
         p = self.p
         stage = tempfile.mkdtemp(prefix=".install.", dir=self.dir if dir_exists else None)
         try:
@@ -822,9 +892,9 @@ class SigningCert:
                     if os.path.exists(self.f("csr.next.pem")):
                         os.replace(self.f("csr.next.pem"), self.f("csr.pem"))
             elif key_source not in ("key.pem", None):  # PKCS#12 key
-                same = os.path.exists(self.f("key.pem")) and key_pubkey(self.ossl, self.f("key.pem")) == key_pubkey(
-                    self.ossl, key_source
-                )
+                same = os.path.exists(self.f("key.pem")) and key_pubkey(
+                    self.ossl, self.f("key.pem")
+                ) == key_pubkey(self.ossl, key_source)
                 if not same:
                     self._change("закрытый ключ из PKCS#12 будет установлен в %s" % self.f("key.pem"))
                     if not self.m.check_mode:
@@ -837,7 +907,7 @@ class SigningCert:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
-    def _key_algorithm(self, path):
+    def _key_algorithm(self, path: str) -> str:
         """Algorithm of a private key, from the OID of its public key (no key material is read here)."""
         pub = key_pubkey(self.ossl, path)
         out = self.ossl.run(["asn1parse"], data=pub).stdout.decode("utf-8", "replace")
@@ -850,31 +920,40 @@ class SigningCert:
             "id-ecPublicKey": "ecdsa",
         }.get(name, name)
 
-    def probe_signer(self):
+    def probe_signer(self) -> dict[str, Any]:
         from ansible.module_utils.schoolgate_esia.signing import make_signer
-        from ansible.module_utils.schoolgate_esia.verify import verify_raw
+        from ansible.module_utils.schoolgate_esia.verify import verify_cms_detached, verify_raw
 
         path = self.p["signer_config"]
         try:
             with open(path, encoding="utf-8") as fh:
                 config = json.load(fh)
         except (OSError, ValueError) as exc:
-            raise CertError("SC-SIGNER", "Конфигурация подписи %s не читается: %s" % (path, exc),
-                            "signing_cert_signer") from None
+            raise CertError(
+                "SC-SIGNER", "Конфигурация подписи %s не читается: %s" % (path, exc), "signing_cert_signer"
+            ) from None
         probe = b"schoolgate signer probe " + os.urandom(16).hex().encode()
         try:
             signer = make_signer(config)
             signature = signer.sign_raw(probe)
             verify_raw(signer.certificate_der, probe, signature)
+            cms = signer.sign_cms_detached(probe)
+            verify_cms_detached(cms, probe, expected_cert=signer.certificate_der)
         except Exception as exc:  # any signer failure is reported the same way, with its text
             raise CertError(
                 "SC-SIGNER",
-                "Пробная подпись не прошла проверку: подписчик типа %s не работает (%s)." % (config.get("type"), exc),
+                "Пробная подпись не прошла проверку: подписчик типа %s не работает (%s)."
+                % (config.get("type"), exc),
                 "signing_cert_signer",
             ) from None
-        return {"type": config.get("type"), "ok": True, "signature_bytes": len(signature)}
+        return {
+            "type": config.get("type"),
+            "ok": True,
+            "signature_bytes": len(signature),
+            "cms_bytes": len(cms),
+        }
 
-    def _state_summary(self):
+    def _state_summary(self) -> str:
         lines = []
         for name in FILES:
             path = self.f(name)
@@ -887,16 +966,18 @@ class SigningCert:
                     pem = fh.read()
                 try:
                     info = certificate_info(pem_to_der(pem))
-                    lines.append("cert.pem: %s; serial %s; до %s; sha256 %s" % (
-                        info["subject"], info["serial"], info["not_after"], info["sha256_fingerprint"]))
-                except Exception:  # noqa: BLE001 - a broken file is shown as such in the diff
+                    lines.append(
+                        "cert.pem: %s; serial %s; до %s; sha256 %s"
+                        % (info["subject"], info["serial"], info["not_after"], info["sha256_fingerprint"])
+                    )
+                except Exception:  # a broken file is shown as such in the diff
                     lines.append("cert.pem: не читается")
             else:
                 with open(path, "rb") as fh:
                     lines.append("%s: sha256 %s" % (name, hashlib.sha256(fh.read()).hexdigest()))
         return "\n".join(lines) + "\n"
 
-    def absent(self):
+    def absent(self) -> dict[str, Any]:
         self.before = self._state_summary() if os.path.isdir(self.dir) else ""
         for name in FILES:
             path = self.f(name)
@@ -908,7 +989,7 @@ class SigningCert:
         return {}
 
 
-def _dedupe(certs):
+def _dedupe(certs: list[bytes]) -> list[bytes]:
     seen, out = set(), []
     for cert in certs:
         if cert not in seen:
@@ -917,15 +998,16 @@ def _dedupe(certs):
     return out
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
             path=dict(type="path", default="/etc/schoolgate/signing"),
             owner=dict(type="str", default="schoolgate"),
             group=dict(type="str", default="schoolgate"),
-            algorithm=dict(type="str", choices=["gost2012_256", "gost2012_512", "rsa", "ecdsa"],
-                           default="gost2012_256"),
+            algorithm=dict(
+                type="str", choices=["gost2012_256", "gost2012_512", "rsa", "ecdsa"], default="gost2012_256"
+            ),
             gost_paramset=dict(type="str", default="A"),
             rsa_bits=dict(type="int", default=3072),
             ec_curve=dict(type="str", choices=["P-256", "P-384"], default="P-256"),
@@ -945,13 +1027,15 @@ def main():
         supports_check_mode=True,
     )
     if ESIA_IMPORT_ERROR is not None:
-        module.fail_json(msg="schoolgate ESIA core (module_utils/schoolgate_esia) is not available: %s"
-                         % ESIA_IMPORT_ERROR)
+        module.fail_json(
+            msg="schoolgate ESIA core (module_utils/schoolgate_esia) is not available: %s" % ESIA_IMPORT_ERROR
+        )
     subject = module.params["subject"] or {}
     for key, value in subject.items():
         if key not in SUBJECT_OIDS or "\n" in str(value) or not str(value).strip():
             module.fail_json(
-                msg="[SC-SUBJECT] Поле субъекта %r не поддерживается или пустое. Что исправить: signing_cert_subject"
+                msg="[SC-SUBJECT] Поле субъекта %r не поддерживается или пустое."
+                " Что исправить: signing_cert_subject"
                 " (допустимо: %s)." % (key, ", ".join(SUBJECT_OIDS))
             )
     sc = SigningCert(module)
@@ -960,12 +1044,18 @@ def main():
     except CertError as exc:
         module.fail_json(msg=exc.render(), error_code=exc.code, variable=exc.variable, changed=False)
     except OpenSSLFailure as exc:
-        module.fail_json(msg="openssl %s failed: %s" % (exc.command, exc.stderr.strip()[-500:]), changed=sc.changed)
+        module.fail_json(
+            msg="openssl %s failed: %s" % (exc.command, exc.stderr.strip()[-500:]), changed=sc.changed
+        )
     result["changed"] = sc.changed
     result["plan"] = sc.changes
     if module._diff:
-        result["diff"] = {"before": sc.before, "after": sc.after if not module.check_mode else
-                          sc.before + "".join("+ %s\n" % c for c in sc.changes)}
+        result["diff"] = {
+            "before": sc.before,
+            "after": sc.after
+            if not module.check_mode
+            else sc.before + "".join("+ %s\n" % c for c in sc.changes),
+        }
     module.exit_json(**result)
 
 

@@ -44,7 +44,9 @@ def _openssl(args: Sequence[str], *, stdin: bytes | None = None, engine: bool = 
     proc = subprocess.run(argv, input=stdin, capture_output=True, check=False, timeout=60)
     if proc.returncode != 0:
         err = "; ".join(
-            line for line in proc.stderr.decode("utf-8", "replace").splitlines() if not line.startswith("Engine ")
+            line
+            for line in proc.stderr.decode("utf-8", "replace").splitlines()
+            if not line.startswith("Engine ")
         )
         raise PkiError(f"openssl {args[0]} failed: {err[:800]}")
     return proc.stdout
@@ -81,6 +83,11 @@ def generate_key(path: Path, algorithm: str = "gost2012_256", *, paramset: str =
     return path
 
 
+def create_csr(key: Path, subject: str) -> bytes:
+    """A CSR (PEM) for ``key`` with an openssl ``-subj`` style subject (tests and lab fixtures)."""
+    return _openssl(["req", "-new", "-utf8", "-key", str(key), "-subj", subject])
+
+
 def init_ca(
     directory: Path,
     *,
@@ -98,9 +105,24 @@ def init_ca(
     subject = "/C=RU/O=schoolgate lab/CN=" + common_name.replace("/", r"\/")
     _openssl(
         [
-            "req", "-x509", "-new", "-utf8", "-key", str(key), "-subj", subject, "-days", str(days),
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-addext", "subjectKeyIdentifier=hash", "-out", str(cert),
+            "req",
+            "-x509",
+            "-new",
+            "-utf8",
+            "-key",
+            str(key),
+            "-subj",
+            subject,
+            "-days",
+            str(days),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+            "-out",
+            str(cert),
         ]
     )
     return cert, key
@@ -111,8 +133,11 @@ def _ca_config(work: Path, ca_cert: Path, ca_key: Path, key_usage: Sequence[str]
     (work / "index.txt.attr").write_text("unique_subject = no\n")
     (work / "serial").write_text(secrets.token_hex(16) + "\n")
     ku = ",".join(key_usage) if key_usage else ""
-    ext = ["basicConstraints = critical,CA:FALSE", "subjectKeyIdentifier = hash",
-           "authorityKeyIdentifier = keyid"]
+    ext = [
+        "basicConstraints = critical,CA:FALSE",
+        "subjectKeyIdentifier = hash",
+        "authorityKeyIdentifier = keyid",
+    ]
     if ku:
         ext.append(f"keyUsage = {ku}")
     config = work / "ca.cnf"
@@ -157,9 +182,21 @@ def issue_certificate(
         _openssl(["req", "-in", str(csr), "-noout", "-verify"])
         _openssl(
             [
-                "ca", "-batch", "-config", str(config), "-preserveDN", "-notext", "-utf8",
-                "-startdate", _asn1_time(start), "-enddate", _asn1_time(end),
-                "-in", str(csr), "-out", str(out),
+                "ca",
+                "-batch",
+                "-config",
+                str(config),
+                "-preserveDN",
+                "-notext",
+                "-utf8",
+                "-startdate",
+                _asn1_time(start),
+                "-enddate",
+                _asn1_time(end),
+                "-in",
+                str(csr),
+                "-out",
+                str(out),
             ]
         )
         return out.read_bytes()
@@ -174,7 +211,7 @@ def _subject(kind: str, pem: bytes) -> bytes:
 
 
 def up_to_date(cert_pem: bytes, csr_pem: bytes, ca_cert: Path, *, renew_days: int) -> bool:
-    """True when ``cert_pem`` was issued by this CA for the CSR's key and subject and is not due for renewal."""
+    """True when ``cert_pem`` is this CA's certificate for the CSR's key and subject, not due for renewal."""
     try:
         if _pubkey("x509", cert_pem) != _pubkey("req", csr_pem):
             return False
@@ -223,18 +260,24 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     tmp = out.with_name("." + out.name + ".tmp")
     tmp.write_bytes(cert)
     os.replace(tmp, out)
-    serial = re.sub(r"^serial=", "", _openssl(["x509", "-noout", "-serial"], stdin=cert, engine=False).decode())
+    serial = re.sub(
+        r"^serial=", "", _openssl(["x509", "-noout", "-serial"], stdin=cert, engine=False).decode()
+    )
     print(f"issued serial {serial.strip()}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schoolgate.pki", description="lab CA for signing certificates")
+    parser = argparse.ArgumentParser(
+        prog="python -m schoolgate.pki", description="lab CA for signing certificates"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_init = sub.add_parser("init-ca", help="create the lab CA once")
     p_init.add_argument("--dir", required=True)
     p_init.add_argument("--cn", default="schoolgate lab УЦ")
-    p_init.add_argument("--algorithm", default="gost2012_256", choices=["gost2012_256", "gost2012_512", "rsa", "ecdsa"])
+    p_init.add_argument(
+        "--algorithm", default="gost2012_256", choices=["gost2012_256", "gost2012_512", "rsa", "ecdsa"]
+    )
     p_init.set_defaults(handler=_cmd_init)
     p_sign = sub.add_parser("sign", help="issue a certificate from a CSR (idempotent)")
     p_sign.add_argument("--dir", required=True)
@@ -255,4 +298,12 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["PkiError", "generate_key", "init_ca", "issue_certificate", "pkcs12_export", "up_to_date"]
+__all__ = [
+    "PkiError",
+    "create_csr",
+    "generate_key",
+    "init_ca",
+    "issue_certificate",
+    "pkcs12_export",
+    "up_to_date",
+]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
-import grp
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +16,8 @@ from schoolgate import pki
 
 ROOT = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
+
+
 def module_utils_path(tmp: Path) -> str:
     """The project's module_utils; until the ESIA core exposes itself there, a link to src/schoolgate/esia."""
     if (ROOT / "module_utils" / "schoolgate_esia").exists():
@@ -41,9 +43,18 @@ class ModuleRunner:
         params.setdefault("owner", self.user)
         params.setdefault("group", self.group)
         cmd = [
-            str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-            "-e", "ansible_python_interpreter=/usr/bin/python3",
-            "-m", "signing_cert", "-a", json.dumps(params),
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-e",
+            "ansible_python_interpreter=/usr/bin/python3",
+            "-m",
+            "signing_cert",
+            "-a",
+            json.dumps(params),
         ]
         if check:
             cmd.append("--check")

@@ -61,8 +61,11 @@ def prepared(run, hostdir: Path) -> dict:
 
 def install(run, hostdir: Path, cert: bytes, anchors: list[Path], **extra) -> dict:
     return run(
-        path=str(hostdir), subject=SUBJECT, certificate=b64(cert),
-        trust_anchors=[b64(a.read_bytes()) for a in anchors], **extra,
+        path=str(hostdir),
+        subject=SUBJECT,
+        certificate=b64(cert),
+        trust_anchors=[b64(a.read_bytes()) for a in anchors],
+        **extra,
     )
 
 
@@ -93,7 +96,9 @@ def test_subject_change_regenerates_csr_not_key(run, hostdir):
     result = run(path=str(hostdir), subject={**SUBJECT, "CN": "Школа № 1 (новое имя)"})
     assert result["changed"] is True
     assert (hostdir / "key.pem").read_bytes() == key_before
-    subject = openssl("req", "-in", str(hostdir / "csr.pem"), "-noout", "-subject", "-nameopt", "utf8,-esc_msb")
+    subject = openssl(
+        "req", "-in", str(hostdir / "csr.pem"), "-noout", "-subject", "-nameopt", "utf8,-esc_msb"
+    )
     assert "Школа № 1 (новое имя)" in subject.decode()
 
 
@@ -132,8 +137,14 @@ def test_install_issued_certificate_and_facts(run, hostdir, ca):
     # Second run: nothing to do; check+diff run: nothing to do either.
     again = install(run, hostdir, cert, [ca[0]])
     assert again["changed"] is False, again["plan"]
-    checked = run(check=True, diff=True, path=str(hostdir), subject=SUBJECT, certificate=b64(cert),
-                  trust_anchors=[b64(ca[0].read_bytes())])
+    checked = run(
+        check=True,
+        diff=True,
+        path=str(hostdir),
+        subject=SUBJECT,
+        certificate=b64(cert),
+        trust_anchors=[b64(ca[0].read_bytes())],
+    )
     assert checked["changed"] is False
     for output in run.outputs:
         for line in key_body_lines(hostdir / "key.pem"):
@@ -145,7 +156,11 @@ def test_check_mode_shows_certificate_install_without_writing(run, hostdir, ca):
     cert = issue(ca, hostdir / "csr.pem")
     before = listing(hostdir)
     result = run(
-        check=True, diff=True, path=str(hostdir), subject=SUBJECT, certificate=b64(cert),
+        check=True,
+        diff=True,
+        path=str(hostdir),
+        subject=SUBJECT,
+        certificate=b64(cert),
         trust_anchors=[b64(ca[0].read_bytes())],
     )
     assert result["changed"] is True
@@ -156,12 +171,14 @@ def test_check_mode_shows_certificate_install_without_writing(run, hostdir, ca):
 def test_der_certificate_and_separate_chain_file(run, hostdir, ca):
     prepared(run, hostdir)
     der = openssl("x509", "-outform", "DER", stdin=issue(ca, hostdir / "csr.pem"))
-    result = run(path=str(hostdir), subject=SUBJECT, certificate=b64(der), trust_anchors=[b64(ca[0].read_bytes())])
+    result = run(
+        path=str(hostdir), subject=SUBJECT, certificate=b64(der), trust_anchors=[b64(ca[0].read_bytes())]
+    )
     assert not result.get("failed"), result.get("msg")
     assert result["status"] == "installed"
 
 
-# ---------------------------------------------------------------- refusals: each its own code, nothing installed
+# ------------------------------------------------------- refusals: each its own code, nothing installed
 
 
 def assert_refused(result: dict, code: str, variable: str, hostdir: Path, before: dict[str, bytes]) -> None:
@@ -176,7 +193,9 @@ def assert_refused(result: dict, code: str, variable: str, hostdir: Path, before
 def test_refuses_expired_certificate(run, hostdir, ca):
     prepared(run, hostdir)
     now = datetime.now(UTC)
-    cert = issue(ca, hostdir / "csr.pem", not_before=now - timedelta(days=400), not_after=now - timedelta(days=2))
+    cert = issue(
+        ca, hostdir / "csr.pem", not_before=now - timedelta(days=400), not_after=now - timedelta(days=2)
+    )
     before = listing(hostdir)
     result = install(run, hostdir, cert, [ca[0]])
     assert_refused(result, "SC-EXPIRED", "signing_cert_certificate_src", hostdir, before)
@@ -187,7 +206,9 @@ def test_refuses_certificate_for_another_key(run, hostdir, ca, tmp_path):
     prepared(run, hostdir)
     other_key = pki.generate_key(tmp_path / "other.key")
     other_csr = tmp_path / "other.csr"
-    openssl("req", "-engine", "gost", "-new", "-key", str(other_key), "-subj", "/CN=other", "-out", str(other_csr))
+    openssl(
+        "req", "-engine", "gost", "-new", "-key", str(other_key), "-subj", "/CN=other", "-out", str(other_csr)
+    )
     cert = issue(ca, other_csr)
     before = listing(hostdir)
     result = install(run, hostdir, cert, [ca[0]])
@@ -252,8 +273,19 @@ def test_refuses_without_gost_engine(run, hostdir, tmp_path):
 def make_p12(tmp_path: Path, ca, passphrase: str) -> bytes:
     key = pki.generate_key(tmp_path / "p12.key")
     csr = tmp_path / "p12.csr"
-    openssl("req", "-engine", "gost", "-new", "-key", str(key), "-subj", "/C=RU/CN=Школа из PKCS12", "-utf8",
-            "-out", str(csr))
+    openssl(
+        "req",
+        "-engine",
+        "gost",
+        "-new",
+        "-key",
+        str(key),
+        "-subj",
+        "/C=RU/CN=Школа из PKCS12",
+        "-utf8",
+        "-out",
+        str(csr),
+    )
     cert = tmp_path / "p12.crt"
     cert.write_bytes(issue(ca, csr))
     return pki.pkcs12_export(key, cert, passphrase)
@@ -261,8 +293,9 @@ def make_p12(tmp_path: Path, ca, passphrase: str) -> bytes:
 
 def test_pkcs12_wrong_passphrase_refused(run, hostdir, ca, tmp_path):
     p12 = make_p12(tmp_path, ca, "верный-пароль")
-    result = run(path=str(hostdir), pkcs12=b64(p12), pkcs12_passphrase="wrong",
-                 trust_anchors=[b64(ca[0].read_bytes())])
+    result = run(
+        path=str(hostdir), pkcs12=b64(p12), pkcs12_passphrase="wrong", trust_anchors=[b64(ca[0].read_bytes())]
+    )
     assert result.get("failed") is True
     assert result["error_code"] == "SC-P12-PASSWORD", result["msg"]
     assert "signing_cert_pkcs12_passphrase" in result["msg"]
@@ -273,8 +306,12 @@ def test_pkcs12_wrong_passphrase_refused(run, hostdir, ca, tmp_path):
 
 def test_pkcs12_installed_with_right_passphrase(run, hostdir, ca, tmp_path):
     p12 = make_p12(tmp_path, ca, "верный-пароль")
-    params = dict(path=str(hostdir), pkcs12=b64(p12), pkcs12_passphrase="верный-пароль",
-                  trust_anchors=[b64(ca[0].read_bytes())])
+    params = dict(
+        path=str(hostdir),
+        pkcs12=b64(p12),
+        pkcs12_passphrase="верный-пароль",
+        trust_anchors=[b64(ca[0].read_bytes())],
+    )
     result = run(**params)
     assert not result.get("failed"), result.get("msg")
     assert result["status"] == "installed"
