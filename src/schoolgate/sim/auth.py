@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ def _service_by_name(request: web.Request, client_id: str) -> Any:
     return row
 
 
-def caller(request: web.Request) -> Caller:
+async def caller(request: web.Request) -> Caller:
     """Authenticate the request's bearer token. Verified tokens are cached until they expire, so a
     50,000-record/s intake does not pay a GOST signature check per batch."""
     token = bearer(request)
@@ -71,7 +72,9 @@ def caller(request: web.Request) -> Caller:
         if sim.keys is None:
             raise _unauthorized("ESIA keys not loaded")
         try:
-            claims = dict(sim.keys.verify_access_token(token))
+            # GOST verification runs openssl: keep it off the event loop.
+            loop = asyncio.get_running_loop()
+            claims = dict(await loop.run_in_executor(None, sim.keys.verify_access_token, token))
         except EsiaError as exc:
             raise _unauthorized(str(exc)) from exc
         client_id = str(claims.get("client_id", ""))

@@ -8,6 +8,8 @@ with the simulator's ESIA keys. Every failure answers with an ESIA-0070xx code.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import html
 import secrets
 import time
@@ -98,7 +100,17 @@ def _params(source: Any, names: tuple[str, ...]) -> dict[str, str]:
     return {n: str(source.get(n)) for n in names}
 
 
-def _verify_secret(version: str, service: dict[str, Any], p: dict[str, str], **extra: str | None) -> None:
+async def _verify_secret(
+    version: str, service: dict[str, Any], p: dict[str, str], **extra: str | None
+) -> None:
+    """Verify in a worker thread: GOST verification runs openssl and must not stall the event loop."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, functools.partial(_verify_secret_sync, version, service, p, **extra))
+
+
+def _verify_secret_sync(
+    version: str, service: dict[str, Any], p: dict[str, str], **extra: str | None
+) -> None:
     from ..esia import secret
 
     try:
@@ -151,7 +163,7 @@ async def _authorize(request: web.Request, version: str) -> web.Response:
     service = _service(request, p["client_id"])
     _check_redirect(service, p["redirect_uri"])
     _scopes(p["scope"])
-    _verify_secret(version, service, p)
+    await _verify_secret(version, service, p)
     login_id = str(uuid.uuid4())
     ctx(request).store.execute(
         "INSERT INTO pending_logins(login_id, client_id, scope, state, redirect_uri, access_type, expires_at)"
@@ -237,8 +249,11 @@ async def authorize_v2(request: web.Request) -> web.Response:
 
 
 # -- tokens (/te) -----------------------------------------------------------------------------------------
-def _issue(request: web.Request, client_id: str, scope: str, state: str, oid: str | None) -> dict[str, Any]:
+async def _issue(
+    request: web.Request, client_id: str, scope: str, state: str, oid: str | None
+) -> dict[str, Any]:
     sim = ctx(request)
+    loop = asyncio.get_running_loop()
     now = int(time.time())
     lifetime = sim.config.esia_token_lifetime_s
     issuer = sim.store.get_kv("issuer")
@@ -254,7 +269,8 @@ def _issue(request: web.Request, client_id: str, scope: str, state: str, oid: st
     }
     if oid is not None:
         claims["urn:esia:sbj_id"] = int(oid)
-    access_token = sim.keys.issue_jwt(claims)
+    # Signing runs openssl (GOST): in a worker thread, not on the event loop.
+    access_token = await loop.run_in_executor(None, sim.keys.issue_jwt, claims)
     out: dict[str, Any] = {
         "access_token": access_token,
         "token_type": "Bearer",
@@ -262,24 +278,23 @@ def _issue(request: web.Request, client_id: str, scope: str, state: str, oid: st
         "state": state,
     }
     if oid is not None:
-        out["id_token"] = sim.keys.issue_jwt(
-            {
-                "iss": issuer,
-                "sub": int(oid),
-                "aud": client_id,
-                "nbf": now,
-                "iat": now,
-                "exp": now + lifetime,
-                "auth_time": now,
-                "urn:esia:sid": sid,
-                "urn:esia:amd": "PWD",
-                "urn:esia:sbj": {
-                    "urn:esia:sbj:typ": "P",
-                    "urn:esia:sbj:oid": int(oid),
-                    "urn:esia:sbj:is_tru": True,
-                },
-            }
-        )
+        id_claims = {
+            "iss": issuer,
+            "sub": int(oid),
+            "aud": client_id,
+            "nbf": now,
+            "iat": now,
+            "exp": now + lifetime,
+            "auth_time": now,
+            "urn:esia:sid": sid,
+            "urn:esia:amd": "PWD",
+            "urn:esia:sbj": {
+                "urn:esia:sbj:typ": "P",
+                "urn:esia:sbj:oid": int(oid),
+                "urn:esia:sbj:is_tru": True,
+            },
+        }
+        out["id_token"] = await loop.run_in_executor(None, sim.keys.issue_jwt, id_claims)
         refresh = secrets.token_urlsafe(32)
         sim.store.execute(
             "INSERT INTO refresh_tokens(token_hash, client_id, oid, scope, expires_at) VALUES (?,?,?,?,?)",
@@ -314,7 +329,7 @@ async def _token(request: web.Request, version: str) -> web.Response:
     extra: dict[str, str | None] = {}
     if version == "v3":
         extra = {"code": p.get("code"), "refresh_token": p.get("refresh_token")}
-    _verify_secret(version, service, p, **extra)
+    await _verify_secret(version, service, p, **extra)
     sim = ctx(request)
     if grant == "authorization_code":
         row = sim.store.one("SELECT * FROM auth_codes WHERE code = ?", (sha256_hex(p["code"]),))
@@ -333,7 +348,7 @@ async def _token(request: web.Request, version: str) -> web.Response:
             raise _esia_error(INVALID_SCOPE, "scope wider than the one the user granted")
         # Single use: mark first, so a replayed code fails even if issuing fails later.
         sim.store.execute("UPDATE auth_codes SET used = 1 WHERE code = ?", (row["code"],))
-        return ok(_issue(request, p["client_id"], p["scope"], p["state"], row["oid"]))
+        return ok(await _issue(request, p["client_id"], p["scope"], p["state"], row["oid"]))
     if grant == "refresh_token":
         digest = sha256_hex(p["refresh_token"])
         row = sim.store.one("SELECT * FROM refresh_tokens WHERE token_hash = ?", (digest,))
@@ -347,8 +362,8 @@ async def _token(request: web.Request, version: str) -> web.Response:
                 INVALID_GRANT, "refresh token unknown, already used, expired or of another client"
             )
         sim.store.execute("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (digest,))
-        return ok(_issue(request, p["client_id"], p["scope"], p["state"], row["oid"]))
-    return ok(_issue(request, p["client_id"], p["scope"], p["state"], None))
+        return ok(await _issue(request, p["client_id"], p["scope"], p["state"], row["oid"]))
+    return ok(await _issue(request, p["client_id"], p["scope"], p["state"], None))
 
 
 async def token_v1(request: web.Request) -> web.Response:
@@ -367,7 +382,7 @@ async def certificates(request: web.Request) -> web.Response:
 
 # -- person data ---------------------------------------------------------------------------------------
 async def prns(request: web.Request) -> web.Response:
-    who = caller(request)
+    who = await caller(request)
     oid = request.match_info["oid"]
     if who.kind != "esia_token" or "urn:esia:sbj_id" not in who.claims:
         raise SimError.esia(

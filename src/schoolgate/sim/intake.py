@@ -80,7 +80,7 @@ def _parse(request: web.Request, kind: str, raw: bytes) -> list[Any]:
 
 async def post_batch(request: web.Request) -> web.Response:
     kind = _kind(request)
-    who = caller(request)
+    who = await caller(request)
     key = request.headers.get("Idempotency-Key", "")
     if not key:
         raise SimError.esia(
@@ -188,7 +188,7 @@ async def post_batch(request: web.Request) -> web.Response:
 
 
 async def get_records(request: web.Request) -> web.Response:
-    who = caller(request)
+    who = await caller(request)
     q = request.rel_url.query
     clauses, params = ["client_id = ?"], [who.client_id]
     kind = q.get("kind")
@@ -232,7 +232,7 @@ async def get_records(request: web.Request) -> web.Response:
 
 async def edu_upload_csv(request: web.Request) -> web.Response:
     """ПОДД-agent-shaped upload: `;`-separated UTF-8 CSV for one table; all rows or nothing."""
-    who = caller(request)
+    who = await caller(request)
     version, table = request.match_info["version"], request.match_info["table"]
     if not UPLOAD_VERSION_RE.match(version):
         raise SimError(404, "not_found", "SIM-404", f"unknown edu-upload version {version!r}")

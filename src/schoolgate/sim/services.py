@@ -43,7 +43,7 @@ MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 
 async def catalogue(request: web.Request) -> web.Response:
-    caller(request)
+    await caller(request)
     return ok({"services": CATALOGUE})
 
 
@@ -61,7 +61,7 @@ def _subject_oid(who: Caller, data: dict[str, Any]) -> str:
 
 
 async def request_document(request: web.Request) -> web.Response:
-    who = caller(request)
+    who = await caller(request)
     data = require_object(await read_json(request), "service")
     service = data["service"]
     if not isinstance(service, str) or service not in DOCUMENT_SERVICES:
@@ -122,8 +122,8 @@ async def _ensure_ready(request: web.Request, row: Any) -> Any:
     return sim.store.one("SELECT * FROM doc_requests WHERE request_id = ?", (row["request_id"],))
 
 
-def _own_request(request: web.Request) -> tuple[Caller, Any]:
-    who = caller(request)
+async def _own_request(request: web.Request) -> tuple[Caller, Any]:
+    who = await caller(request)
     row = ctx(request).store.one(
         "SELECT * FROM doc_requests WHERE request_id = ? AND client_id = ?",
         (request.match_info["request_id"], who.client_id),
@@ -134,7 +134,7 @@ def _own_request(request: web.Request) -> tuple[Caller, Any]:
 
 
 async def get_request(request: web.Request) -> web.Response:
-    _who, row = _own_request(request)
+    _who, row = await _own_request(request)
     row = await _ensure_ready(request, row)
     body: dict[str, Any] = {
         "request_id": row["request_id"],
@@ -153,7 +153,7 @@ async def get_request(request: web.Request) -> web.Response:
 
 
 async def get_document(request: web.Request) -> web.Response:
-    _who, row = _own_request(request)
+    _who, row = await _own_request(request)
     row = await _ensure_ready(request, row)
     if row["status"] != "ready":
         raise SimError(409, "not_ready", CONFLICT, "the document is not ready yet; poll the request")
@@ -180,7 +180,7 @@ def _session_public(row: Any) -> dict[str, Any]:
 
 
 async def create_signing_session(request: web.Request) -> web.Response:
-    who = caller(request)
+    who = await caller(request)
     data = require_object(await read_json(request), "document", "document_name", "signer_oid")
     try:
         document = base64.b64decode(str(data["document"]), validate=True)
@@ -213,7 +213,7 @@ async def create_signing_session(request: web.Request) -> web.Response:
 
 
 async def get_signing_session(request: web.Request) -> web.Response:
-    who = caller(request)
+    who = await caller(request)
     row = ctx(request).store.one(
         "SELECT * FROM signing_sessions WHERE session_id = ? AND client_id = ?",
         (request.match_info["session_id"], who.client_id),

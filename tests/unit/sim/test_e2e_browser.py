@@ -87,14 +87,21 @@ def browser():
     driver.quit()
 
 
-def _wait(predicate, timeout=15.0):
+def _wait(predicate, timeout=30.0):
+    """Poll until predicate() is truthy; a page still loading (element missing or stale) means "not yet"."""
+    from selenium.common.exceptions import WebDriverException
+
     deadline = time.time() + timeout
+    last: Exception | None = None
     while time.time() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except WebDriverException as exc:
+            last, value = exc, None
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out (last browser error: {last})")
 
 
 def test_school_goes_live_end_to_end(base, tmp_path: Path, browser):
