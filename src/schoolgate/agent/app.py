@@ -24,6 +24,7 @@ from .delivery import Delivery, make_ssl_context
 from .esia_login import EsiaLogin
 from .metrics import Registry
 from .records import FieldError, InputError, kind_of, parse_batch, parse_single
+from .services import Services
 from .store import Outbox, RecordConflict, StoreClosed
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.yaml"})
@@ -79,6 +80,7 @@ def build_app(
     hmac_secret: bytes | None,
     delivery: Delivery | None,
     esia_login: EsiaLogin | None = None,
+    services: Services | None = None,
 ) -> web.Application:
     m_requests = registry.counter(
         "schoolgate_agent_http_requests_total", "API requests by route and status.", ["route", "status"]
@@ -286,6 +288,12 @@ def build_app(
     )
     if esia_login is not None:
         app.add_routes(esia_login.routes())
+    if services is not None:
+
+        async def read_small(request: web.Request) -> bytes:
+            return await _read_body(request, max_record)
+
+        app.add_routes(services.routes(authenticate, read_small))
     return app
 
 
@@ -322,7 +330,20 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         timeout=aiohttp.ClientTimeout(total=cfg.provider.timeout_s),
     )
     esia_login = EsiaLogin(cfg, hmac_secret, esia_session) if cfg.esia.client_id else None
-    app = build_app(cfg, outbox, registry, hmac_secret=hmac_secret, delivery=delivery, esia_login=esia_login)
+    services = (
+        Services(cfg, outbox, delivery.session(), delivery.tokens.get, hmac_secret)
+        if delivery is not None and cfg.services.enabled
+        else None
+    )
+    app = build_app(
+        cfg,
+        outbox,
+        registry,
+        hmac_secret=hmac_secret,
+        delivery=delivery,
+        esia_login=esia_login,
+        services=services,
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
@@ -336,6 +357,8 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
     await site.start()
     if delivery is not None:
         delivery.start()
+    if services is not None:
+        await services.start()
 
     async def recount() -> None:
         while True:
@@ -366,6 +389,8 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         logs.info("agent.stopping", queue_depth=outbox.queue_depth)
         recounter.cancel()
         await runner.cleanup()  # stop taking requests first; in-flight ones finish their commits
+        if services is not None:
+            await services.stop()
         if delivery is not None:
             await delivery.stop()
         await outbox.close()

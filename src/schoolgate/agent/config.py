@@ -96,6 +96,14 @@ class DeliveryConfig:
 
 
 @dataclass
+class ServicesConfig:
+    enabled: bool = True  # needs delivery (the provider and its token)
+    refresh_s: float = 600.0  # service catalogue cache
+    poll_s: float = 1.0  # how often pending справки are checked
+    webhook_url: str = ""  # the portal's endpoint told about ready documents (HMAC-signed POST)
+
+
+@dataclass
 class AgentConfig:
     listen: ListenConfig = field(default_factory=ListenConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -104,6 +112,7 @@ class AgentConfig:
     provider: ProviderConfig = field(default_factory=ProviderConfig)
     esia: EsiaConfig = field(default_factory=EsiaConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    services: ServicesConfig = field(default_factory=ServicesConfig)
     log_level: str = "info"
     source: str = "<defaults>"
 
@@ -224,6 +233,10 @@ def validate(cfg: AgentConfig, *, check_files: bool = True) -> list[str]:
             problems.append("delivery.batch_size: must be between 1 and 50000")
         if cfg.delivery.backoff_base_s <= 0 or cfg.delivery.backoff_max_s < cfg.delivery.backoff_base_s:
             problems.append("delivery.backoff_base_s/backoff_max_s: need 0 < base ≤ max")
+    if cfg.services.webhook_url:
+        problems.extend(_check_url("services.webhook_url", cfg.services.webhook_url))
+    if cfg.services.refresh_s < 10 or cfg.services.poll_s < 0.1:
+        problems.append("services.refresh_s (≥ 10) or services.poll_s (≥ 0.1) is too small")
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         problems.append(f"log_level: {cfg.log_level!r} must be debug, info, warning or error")
     if check_files:

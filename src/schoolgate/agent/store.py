@@ -51,6 +51,20 @@ CREATE TABLE IF NOT EXISTS records (
     done_at REAL
 );
 CREATE INDEX IF NOT EXISTS records_queue ON records(part, seq) WHERE state = 0;
+-- справки requested for the portal (agent/services.py); oid is an ESIA id, never logged.
+CREATE TABLE IF NOT EXISTS documents (
+    request_id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    oid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    document BLOB,
+    signature BLOB,
+    signature_verified INTEGER,
+    error TEXT,
+    webhook_status TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY,
     record_id TEXT NOT NULL,
@@ -388,6 +402,10 @@ class Outbox:
             ),
             rows=len(seqs),
         )
+
+    async def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a small write through the writer thread (it joins the next group commit)."""
+        return await self._submit(fn, rows=1)
 
     async def ping(self) -> None:
         """A no-op through the writer: proves the writer thread and a commit work (readiness)."""

@@ -1,0 +1,324 @@
+"""Provider services for the portal: the service catalogue (cached) and "ученик запрашивает справку".
+
+- `GET /v1/services`: the provider's catalogue, refreshed every `services.refresh_s`; when the provider is
+  unreachable the last copy is served with `"stale": true` (503 only if there never was one).
+- `POST /v1/documents {"service", "oid"}`: a справка is requested at the provider with the agent's service
+  token and remembered in the outbox database; `GET /v1/documents/{id}` tracks it, `.../content` returns the
+  document once ready. A poller fetches ready documents with their detached CMS signature, verifies the
+  signature with the ESIA core (pinned to the provider's signing certificate) and stores both. The portal is
+  told by webhook (`services.webhook_url`, HMAC-signed like the portal's own requests, retried) and can poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from . import auth, logs
+from .config import AgentConfig
+from .records import FieldError, InputError
+from .store import Outbox
+
+
+class Services:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        outbox: Outbox,
+        session: aiohttp.ClientSession,
+        token: Callable[[], Awaitable[str]],
+        secret: bytes | None,
+    ) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.session = session
+        self.token = token
+        self.secret = secret
+        self.catalogue: list[dict[str, Any]] | None = None
+        self.fetched_at = 0.0
+        self.last_error: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    @property
+    def base(self) -> str:
+        return self.cfg.provider.base_url.rstrip("/")
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._refresh_loop()), asyncio.create_task(self._poll_loop())]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    async def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token()}"}
+
+    # -- catalogue ------------------------------------------------------------------------------------
+    async def refresh(self) -> None:
+        async with self.session.get(self.base + "/services/v1/catalogue", headers=await self._headers()) as r:
+            if r.status != 200:
+                raise RuntimeError(f"catalogue: HTTP {r.status}")
+            data = await r.json()
+        self.catalogue = list(data.get("services", []))
+        self.fetched_at = time.time()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+                self.last_error = None
+                delay = self.cfg.services.refresh_s
+            except Exception as exc:  # keep serving the last copy; retry sooner
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                logs.warning("services.catalogue_refresh_failed", reason=self.last_error)
+                delay = min(30.0, self.cfg.services.refresh_s)
+            await asyncio.sleep(delay)
+
+    async def get_catalogue(self, request: web.Request) -> web.Response:
+        if self.catalogue is None:
+            raise InputError(
+                503, [FieldError("services", f"catalogue not fetched yet: {self.last_error}")], "unavailable"
+            )
+        stale = time.time() - self.fetched_at > 2 * self.cfg.services.refresh_s or self.last_error is not None
+        return web.json_response({"services": self.catalogue, "fetched_at": self.fetched_at, "stale": stale})
+
+    # -- справка ---------------------------------------------------------------------------------------
+    async def create(self, request: web.Request, body: bytes) -> web.Response:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise InputError(400, [FieldError("body", "not valid JSON")], "bad_json") from None
+        if not isinstance(data, dict):
+            raise InputError(400, [FieldError("body", "must be a JSON object")], "bad_shape")
+        service, oid = data.get("service"), data.get("oid")
+        codes = {s.get("code") for s in self.catalogue or [] if s.get("kind") == "document"}
+        if not isinstance(service, str) or (codes and service not in codes):
+            raise InputError(422, [FieldError("service", f"must be one of {sorted(codes)}")], "bad_service")
+        if not isinstance(oid, str | int) or not str(oid).isdigit():
+            raise InputError(422, [FieldError("oid", "must be the pupil's ESIA oid (digits)")], "bad_oid")
+        async with self.session.post(
+            self.base + "/services/v1/requests",
+            json={"service": service, "oid": str(oid)},
+            headers=await self._headers(),
+        ) as r:
+            text = await r.text()
+            if r.status not in (200, 201, 202):
+                raise InputError(
+                    502 if r.status >= 500 else 422,
+                    [FieldError("service", f"provider refused: HTTP {r.status} {text[:300]}")],
+                    "provider_refused",
+                )
+            answer = json.loads(text)
+        request_id = str(answer["request_id"])
+        now = time.time()
+        await self.outbox.write(
+            lambda c: (
+                c.execute(
+                    "INSERT OR IGNORE INTO documents"
+                    "(request_id, service, oid, status, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (request_id, service, str(oid), "pending", now, now),
+                )
+                and None
+            )
+        )
+        self._wake.set()
+        logs.info("services.document_requested", request_id=request_id, service=service)
+        return web.json_response(
+            {"request_id": request_id, "service": service, "status": "pending"}, status=202
+        )
+
+    def _row(self, c: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
+        cur = c.execute(
+            "SELECT request_id, service, status, signature_verified, error, webhook_status, created_at,"
+            " updated_at FROM documents WHERE request_id = ?",
+            (request_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        keys = [d[0] for d in cur.description]
+        out = dict(zip(keys, row, strict=True))
+        out["signature_verified"] = (
+            bool(out["signature_verified"]) if out["signature_verified"] is not None else None
+        )
+        return out
+
+    async def status(self, request: web.Request) -> web.Response:
+        rid = request.match_info["request_id"]
+        row = await self.outbox.read(lambda c: self._row(c, rid))
+        if row is None:
+            raise InputError(404, [FieldError("request_id", "unknown request")], "not_found")
+        if row["status"] == "ready":
+            row["content_url"] = f"/v1/documents/{rid}/content"
+        return web.json_response(row)
+
+    async def content(self, request: web.Request) -> web.Response:
+        rid = request.match_info["request_id"]
+        row = await self.outbox.read(
+            lambda c: c.execute(
+                "SELECT status, document FROM documents WHERE request_id = ?", (rid,)
+            ).fetchone()
+        )
+        if row is None:
+            raise InputError(404, [FieldError("request_id", "unknown request")], "not_found")
+        if row[0] != "ready":
+            raise InputError(409, [FieldError("status", f"the document is {row[0]}, not ready")], "not_ready")
+        return web.Response(body=bytes(row[1]), content_type="application/xml", charset="utf-8")
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                pending = await self.outbox.read(
+                    lambda c: [
+                        r[0]
+                        for r in c.execute(
+                            "SELECT request_id FROM documents WHERE status = 'pending'"
+                            " ORDER BY created_at LIMIT 100"
+                        )
+                    ]
+                )
+                for rid in pending:
+                    await self._poll_one(rid)
+                undelivered = await self.outbox.read(
+                    lambda c: [
+                        r[0]
+                        for r in c.execute(
+                            "SELECT request_id FROM documents WHERE status IN ('ready', 'failed') AND"
+                            " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
+                        )
+                    ]
+                )
+                if self.cfg.services.webhook_url:
+                    for rid in undelivered:
+                        await self._webhook(rid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logs.warning("services.poll_failed", reason=f"{type(exc).__name__}: {exc}"[:300])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.cfg.services.poll_s)
+
+    async def _poll_one(self, rid: str) -> None:
+        headers = await self._headers()
+        async with self.session.get(f"{self.base}/services/v1/requests/{rid}", headers=headers) as r:
+            if r.status != 200:
+                return
+            info = await r.json()
+        if info.get("status") != "ready":
+            return
+        async with self.session.get(self.base + info["document_url"], headers=headers) as r:
+            document = await r.read()
+        async with self.session.get(self.base + info["signature_url"], headers=headers) as r:
+            signature = await r.read()
+        from schoolgate.esia.errors import EsiaError
+        from schoolgate.esia.verify import verify_cms_detached
+
+        error = None
+        try:
+            # Pinned to the signing certificate the provider announces for this document.
+            await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: verify_cms_detached(
+                    signature, document, expected_cert=info.get("signer_certificate") or None
+                ),
+            )
+            verified = 1
+        except EsiaError as exc:
+            verified, error = 0, f"signature does not verify: {exc}"[:500]
+        status = "ready" if verified else "failed"
+        now = time.time()
+        await self.outbox.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE documents SET status = ?, document = ?, signature = ?, signature_verified = ?,"
+                    " error = ?,"
+                    " updated_at = ? WHERE request_id = ?",
+                    (status, document, signature, verified, error, now, rid),
+                )
+                and None
+            )
+        )
+        logs.info("services.document_ready", request_id=rid, signature_verified=bool(verified))
+
+    async def _webhook(self, rid: str) -> None:
+        row = await self.outbox.read(lambda c: self._row(c, rid))
+        if row is None:
+            return
+        body = json.dumps(
+            {
+                "event": "document." + row["status"],
+                "request_id": rid,
+                "status": row["status"],
+                "content_url": f"/v1/documents/{rid}/content",
+            }
+        ).encode()
+        url = self.cfg.services.webhook_url
+        headers = {"Content-Type": "application/json"}
+        if self.secret is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            headers.update(auth.sign(self.secret, "POST", path, body))
+        attempts = (
+            int((row["webhook_status"] or "retry0")[5:] or 0)
+            if (row["webhook_status"] or "").startswith("retry")
+            else 0
+        )
+        try:
+            async with self.session.post(url, data=body, headers=headers) as r:
+                outcome = "delivered" if r.status < 300 else f"retry{attempts + 1}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome = f"retry{attempts + 1}"
+            logs.warning("services.webhook_failed", request_id=rid, reason=str(exc)[:200])
+        if outcome.startswith("retry") and attempts + 1 >= 10:
+            outcome = "gave_up"  # the portal can still poll
+        await self.outbox.write(
+            lambda c: (
+                c.execute("UPDATE documents SET webhook_status = ? WHERE request_id = ?", (outcome, rid))
+                and None
+            )
+        )
+
+    def routes(
+        self,
+        authenticate: Callable[[web.Request, bytes], None],
+        read_body: Callable[[web.Request], Awaitable[bytes]],
+    ) -> list[web.RouteDef]:
+        async def catalogue(request: web.Request) -> web.Response:
+            authenticate(request, b"")
+            return await self.get_catalogue(request)
+
+        async def create(request: web.Request) -> web.Response:
+            body = await read_body(request)
+            authenticate(request, body)
+            return await self.create(request, body)
+
+        async def status(request: web.Request) -> web.Response:
+            authenticate(request, b"")
+            return await self.status(request)
+
+        async def content(request: web.Request) -> web.Response:
+            authenticate(request, b"")
+            return await self.content(request)
+
+        return [
+            web.get("/v1/services", catalogue),
+            web.post("/v1/documents", create),
+            web.get("/v1/documents/{request_id}", status),
+            web.get("/v1/documents/{request_id}/content", content),
+        ]
