@@ -23,7 +23,7 @@ from .config import AgentConfig
 from .delivery import Delivery, make_ssl_context
 from .esia_login import EsiaLogin
 from .metrics import Registry
-from .records import FieldError, InputError, kind_of, parse_batch, parse_single
+from .records import FieldError, InputError, kind_of, orjson, parse_batch, parse_single
 from .services import Services
 from .store import Outbox, RecordConflict, StoreClosed
 
@@ -37,9 +37,8 @@ STATE: web.AppKey[dict[str, Any]] = web.AppKey("state", dict)
 
 
 def _json(status: int, data: Any) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(data, ensure_ascii=False).encode(), content_type="application/json"
-    )
+    body = orjson.dumps(data) if orjson is not None else json.dumps(data, ensure_ascii=False).encode()
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 def _error(status: int, code: str, errors: list[FieldError]) -> web.Response:
