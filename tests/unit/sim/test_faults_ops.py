@@ -176,3 +176,26 @@ def test_state_survives_restart_and_logs_carry_no_personal_data(tmp_path):
     key_dir = tmp_path / "state" / "keys"
     assert oct(key_dir.stat().st_mode & 0o777) == "0o700"
     assert all(oct(k.stat().st_mode & 0o777) == "0o600" for k in key_dir.glob("*.key"))
+
+
+def test_admin_token_file_protects_admin_api(tmp_path):
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("s3cret-admin-token-for-tests\n")
+    sim = SimProcess(
+        tmp_path / "state", "--esia-key-type", "rsa", "--admin-token-file", str(token_file)
+    ).start()
+    try:
+        _err(requests.get(sim.base + "/admin/v1/faults"), 401, "SIM-401")
+        _err(
+            requests.get(sim.base + "/admin/v1/intake/stats", headers={"X-Admin-Token": "wrong"}),
+            401,
+            "SIM-401",
+        )
+        ok = requests.get(
+            sim.base + "/admin/v1/faults", headers={"X-Admin-Token": "s3cret-admin-token-for-tests"}
+        )
+        assert ok.status_code == 200
+        # Health and metrics stay open for monitoring.
+        assert requests.get(sim.base + "/healthz").status_code == 200
+    finally:
+        sim.stop()
