@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -29,8 +30,15 @@ def main() -> int:
         cmd += ["--platform", p]
     subprocess.run([*cmd, *deps], check=True)
     (tmp / ".complete").write_text("ok\n")
+    # One archive to copy to the host (one transfer instead of one per wheel); built once per build id, so
+    # reruns copy nothing.
+    archive = out.with_name(out.name + ".tar")
+    with tarfile.open(archive.with_name(archive.name + ".part"), "w") as tar:
+        for f in sorted(tmp.iterdir()):
+            tar.add(f, arcname=f.name)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    archive.with_name(archive.name + ".part").rename(archive)
     return 0
 
 
