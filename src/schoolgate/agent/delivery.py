@@ -372,8 +372,8 @@ class Delivery:
                     self.breaker.failure()
                 attempt += 1
                 delay = self._backoff(attempt)
-                if exc.retry_after is not None:
-                    delay = max(exc.retry_after, 0.05)
+                if exc.retry_after is not None:  # the provider's word, within our own ceiling
+                    delay = min(max(exc.retry_after, 0.05), self.cfg.delivery.backoff_max_s)
                 logs.warning(
                     "delivery.retry",
                     partition=part,
