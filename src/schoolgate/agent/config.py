@@ -101,6 +101,9 @@ class ServicesConfig:
     refresh_s: float = 600.0  # service catalogue cache
     poll_s: float = 1.0  # how often pending справки are checked
     webhook_url: str = ""  # the portal's endpoint told about ready documents (HMAC-signed POST)
+    # CA bundle (PEM) of the accredited CAs whose certificates parents sign with; empty: the signature and the
+    # certificate the provider reports are checked, not the certificate's chain.
+    signature_trust_ca_file: str | None = None
 
 
 @dataclass

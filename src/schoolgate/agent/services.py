@@ -204,6 +204,30 @@ class Services:
                 if self.cfg.services.webhook_url:
                     for rid in undelivered:
                         await self._webhook(rid)
+                waiting = await self.outbox.read(
+                    lambda c: [
+                        r[0]
+                        for r in c.execute(
+                            "SELECT session_id FROM signing_sessions WHERE status = 'awaiting_signature'"
+                            " ORDER BY created_at LIMIT 100"
+                        )
+                    ]
+                )
+                for sid in waiting:
+                    await self._poll_signing(sid)
+                if self.cfg.services.webhook_url:
+                    finished = await self.outbox.read(
+                        lambda c: [
+                            r[0]
+                            for r in c.execute(
+                                "SELECT session_id FROM signing_sessions"
+                                " WHERE status != 'awaiting_signature' AND"
+                                " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
+                            )
+                        ]
+                    )
+                    for sid in finished:
+                        await self._signing_webhook(sid)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -258,38 +282,224 @@ class Services:
         row = await self.outbox.read(lambda c: self._row(c, rid))
         if row is None:
             return
-        body = json.dumps(
-            {
-                "event": "document." + row["status"],
-                "request_id": rid,
-                "status": row["status"],
-                "content_url": f"/v1/documents/{rid}/content",
-            }
-        ).encode()
+        body = {
+            "event": "document." + row["status"],
+            "request_id": rid,
+            "status": row["status"],
+            "content_url": f"/v1/documents/{rid}/content",
+        }
+        outcome = await self._post_webhook(body, row["webhook_status"])
+        await self.outbox.write(
+            lambda c: (
+                c.execute("UPDATE documents SET webhook_status = ? WHERE request_id = ?", (outcome, rid))
+                and None
+            )
+        )
+
+    async def _post_webhook(self, event: dict[str, Any], previous: str | None) -> str:
+        """POST an event to the portal, HMAC-signed like the portal's requests. Returns the new status:
+        delivered, retryN, or gave_up after 10 attempts (the portal can always poll)."""
+        from urllib.parse import urlsplit
+
+        body = json.dumps(event).encode()
         url = self.cfg.services.webhook_url
         headers = {"Content-Type": "application/json"}
         if self.secret is not None:
-            from urllib.parse import urlsplit
-
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             headers.update(auth.sign(self.secret, "POST", path, body))
-        attempts = (
-            int((row["webhook_status"] or "retry0")[5:] or 0)
-            if (row["webhook_status"] or "").startswith("retry")
-            else 0
-        )
+        attempts = int(previous[5:] or 0) if previous and previous.startswith("retry") else 0
         try:
             async with self.session.post(url, data=body, headers=headers) as r:
                 outcome = "delivered" if r.status < 300 else f"retry{attempts + 1}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             outcome = f"retry{attempts + 1}"
-            logs.warning("services.webhook_failed", request_id=rid, reason=str(exc)[:200])
+            logs.warning("services.webhook_failed", reason=str(exc)[:200])
         if outcome.startswith("retry") and attempts + 1 >= 10:
-            outcome = "gave_up"  # the portal can still poll
+            outcome = "gave_up"
+        return outcome
+
+    # -- родитель подписывает документ ----------------------------------------------------------------------
+    async def create_signing(self, request: web.Request, body: bytes) -> web.Response:
+        import base64
+        import binascii
+
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise InputError(400, [FieldError("body", "not valid JSON")], "bad_json") from None
+        if not isinstance(data, dict):
+            raise InputError(400, [FieldError("body", "must be a JSON object")], "bad_shape")
+        try:
+            document = base64.b64decode(str(data.get("document", "")), validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(422, [FieldError("document", "must be base64")], "bad_document") from None
+        if not document:
+            raise InputError(422, [FieldError("document", "empty")], "bad_document")
+        name = data.get("document_name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 255:
+            raise InputError(422, [FieldError("document_name", "1..255 characters")], "bad_document_name")
+        signer_oid = data.get("signer_oid")
+        if not isinstance(signer_oid, str | int) or not str(signer_oid).isdigit():
+            raise InputError(
+                422, [FieldError("signer_oid", "must be the parent's ESIA oid (digits)")], "bad_oid"
+            )
+        payload = {
+            "document": base64.b64encode(document).decode(),
+            "document_name": name,
+            "signer_oid": str(signer_oid),
+        }
+        async with self.session.post(
+            self.base + "/services/v1/signing-sessions", json=payload, headers=await self._headers()
+        ) as r:
+            text = await r.text()
+            if r.status not in (200, 201):
+                raise InputError(
+                    502 if r.status >= 500 else 422,
+                    [FieldError("signer_oid", f"provider refused: HTTP {r.status} {text[:300]}")],
+                    "provider_refused",
+                )
+            answer = json.loads(text)
+        sid = str(answer["session_id"])
+        sign_url = self.base + str(answer["sign_url"])
+        now = time.time()
+        row = (sid, name, document, str(signer_oid), sign_url, "awaiting_signature", now, now)
         await self.outbox.write(
             lambda c: (
-                c.execute("UPDATE documents SET webhook_status = ? WHERE request_id = ?", (outcome, rid))
+                c.execute(
+                    "INSERT OR IGNORE INTO signing_sessions"
+                    "(session_id, document_name, document, signer_oid, sign_url,"
+                    " status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    row,
+                )
+                and None
+            )
+        )
+        self._wake.set()
+        logs.info("services.signing_started", session_id=sid)
+        return web.json_response(
+            {"session_id": sid, "status": "awaiting_signature", "sign_url": sign_url}, status=201
+        )
+
+    def _session_row(self, c: sqlite3.Connection, sid: str) -> dict[str, Any] | None:
+        cur = c.execute(
+            "SELECT session_id, document_name, sign_url, status, signature_verified, error,"
+            " webhook_status, created_at, updated_at FROM signing_sessions WHERE session_id = ?",
+            (sid,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        out = dict(zip([d[0] for d in cur.description], row, strict=True))
+        if out["signature_verified"] is not None:
+            out["signature_verified"] = bool(out["signature_verified"])
+        return out
+
+    async def signing_status(self, request: web.Request) -> web.Response:
+        sid = request.match_info["session_id"]
+        row = await self.outbox.read(lambda c: self._session_row(c, sid))
+        if row is None:
+            raise InputError(404, [FieldError("session_id", "unknown signing session")], "not_found")
+        if row["status"] == "signed":
+            row["signature_url"] = f"/v1/signing-sessions/{sid}/signature"
+        return web.json_response(row)
+
+    async def signing_signature(self, request: web.Request) -> web.Response:
+        sid = request.match_info["session_id"]
+        row = await self.outbox.read(
+            lambda c: c.execute(
+                "SELECT status, cms FROM signing_sessions WHERE session_id = ?", (sid,)
+            ).fetchone()
+        )
+        if row is None:
+            raise InputError(404, [FieldError("session_id", "unknown signing session")], "not_found")
+        if row[0] != "signed":
+            raise InputError(
+                409, [FieldError("status", f"the session is {row[0]}, not signed")], "not_signed"
+            )
+        return web.Response(body=bytes(row[1]), content_type="application/pkcs7-signature")
+
+    async def _poll_signing(self, sid: str) -> None:
+        import base64
+
+        async with self.session.get(
+            f"{self.base}/services/v1/signing-sessions/{sid}", headers=await self._headers()
+        ) as r:
+            if r.status != 200:
+                return
+            info = await r.json()
+        status = info.get("status")
+        if status == "awaiting_signature":
+            return
+        now = time.time()
+        if status != "signed":
+            await self.outbox.write(
+                lambda c: (
+                    c.execute(
+                        "UPDATE signing_sessions SET status = ?, updated_at = ? WHERE session_id = ?",
+                        (str(status), now, sid),
+                    )
+                    and None
+                )
+            )
+            logs.info("services.signing_finished", session_id=sid, status=str(status))
+            return
+        cms = base64.b64decode(info["cms"])
+        cert = str(info.get("signer_certificate") or "")
+        document = await self.outbox.read(
+            lambda c: bytes(
+                c.execute("SELECT document FROM signing_sessions WHERE session_id = ?", (sid,)).fetchone()[0]
+            )
+        )
+        from schoolgate.esia.errors import EsiaError
+        from schoolgate.esia.verify import verify_cms_detached
+
+        error = None
+        try:
+            # Our own copy of the document: what the parent signed must be exactly what the portal sent.
+            await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: verify_cms_detached(
+                    cms,
+                    document,
+                    expected_cert=cert or None,
+                    trusted_ca_file=self.cfg.services.signature_trust_ca_file,
+                ),
+            )
+            verified, final = 1, "signed"
+        except EsiaError as exc:
+            verified, final, error = 0, "failed", f"signature does not verify: {exc}"[:500]
+        await self.outbox.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE signing_sessions SET status = ?, cms = ?, signer_certificate = ?,"
+                    " signature_verified = ?,"
+                    " error = ?, updated_at = ? WHERE session_id = ?",
+                    (final, cms, cert, verified, error, now, sid),
+                )
+                and None
+            )
+        )
+        logs.info(
+            "services.signing_finished", session_id=sid, status=final, signature_verified=bool(verified)
+        )
+
+    async def _signing_webhook(self, sid: str) -> None:
+        row = await self.outbox.read(lambda c: self._session_row(c, sid))
+        if row is None:
+            return
+        body = {
+            "event": "signature." + row["status"],
+            "session_id": sid,
+            "status": row["status"],
+            "signature_verified": row["signature_verified"],
+        }
+        outcome = await self._post_webhook(body, row["webhook_status"])
+        await self.outbox.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE signing_sessions SET webhook_status = ? WHERE session_id = ?", (outcome, sid)
+                )
                 and None
             )
         )
@@ -316,9 +526,25 @@ class Services:
             authenticate(request, b"")
             return await self.content(request)
 
+        async def create_signing(request: web.Request) -> web.Response:
+            body = await read_body(request)
+            authenticate(request, body)
+            return await self.create_signing(request, body)
+
+        async def signing_status(request: web.Request) -> web.Response:
+            authenticate(request, b"")
+            return await self.signing_status(request)
+
+        async def signing_signature(request: web.Request) -> web.Response:
+            authenticate(request, b"")
+            return await self.signing_signature(request)
+
         return [
             web.get("/v1/services", catalogue),
             web.post("/v1/documents", create),
             web.get("/v1/documents/{request_id}", status),
             web.get("/v1/documents/{request_id}/content", content),
+            web.post("/v1/signing-sessions", create_signing),
+            web.get("/v1/signing-sessions/{session_id}", signing_status),
+            web.get("/v1/signing-sessions/{session_id}/signature", signing_signature),
         ]

@@ -65,6 +65,22 @@ CREATE TABLE IF NOT EXISTS documents (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+-- "родитель подписывает документ": signing sessions started for the portal (agent/services.py).
+CREATE TABLE IF NOT EXISTS signing_sessions (
+    session_id TEXT PRIMARY KEY,
+    document_name TEXT NOT NULL,
+    document BLOB NOT NULL,
+    signer_oid TEXT NOT NULL,
+    sign_url TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cms BLOB,
+    signer_certificate TEXT,
+    signature_verified INTEGER,
+    error TEXT,
+    webhook_status TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY,
     record_id TEXT NOT NULL,

@@ -106,3 +106,44 @@ def test_catalogue_and_certificate_request_end_to_end(services_agent: Any) -> No
     )
     assert status == 422 and body["errors"][0]["field"] == "oid"
     assert "Ученикова" not in agent.log_tail(50000)
+
+
+def test_parent_signs_a_document_and_the_agent_verifies_the_cms(services_agent: Any) -> None:
+    import base64
+
+    import requests
+
+    agent, hooks = services_agent
+    document = "Согласие на обработку персональных данных\n".encode() * 20
+    status, body = agent.request(
+        "POST",
+        "/v1/signing-sessions",
+        {
+            "document": base64.b64encode(document).decode(),
+            "document_name": "soglasie.txt",
+            "signer_oid": "1000002",
+        },
+    )
+    assert status == 201, body
+    sid, sign_url = body["session_id"], body["sign_url"]
+    # The parent opens the provider's page and signs (the simulated Gosuslugi does the CMS).
+    r = requests.post(sign_url, json={"decision": "sign"}, timeout=60)
+    assert r.status_code == 200, r.text
+    status, st = wait(
+        lambda: (
+            (x := agent.request("GET", f"/v1/signing-sessions/{sid}"))[1].get("status")
+            != "awaiting_signature"
+            and x
+        ),
+        30,
+    )
+    assert st["status"] == "signed" and st["signature_verified"] is True, st
+    status, cms = agent.request("GET", f"/v1/signing-sessions/{sid}/signature")
+    assert status == 200 and cms  # DER CMS
+    wait(lambda: any(e.get("session_id") == sid for e, _ in hooks.received), 20)
+    event, signed_ok = next((e, ok) for e, ok in hooks.received if e.get("session_id") == sid)
+    assert event["event"] == "signature.signed" and event["signature_verified"] is True and signed_ok
+    status, body = agent.request(
+        "POST", "/v1/signing-sessions", {"document": "%%%", "document_name": "x", "signer_oid": "1000002"}
+    )
+    assert status == 422 and body["errors"][0]["field"] == "document"
