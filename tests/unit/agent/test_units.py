@@ -185,3 +185,31 @@ def test_group_commit_shares_commits_and_isolates_a_conflicting_request(tmp_path
         await box2.close()
 
     asyncio.run(run())
+
+
+def test_openapi_documents_every_route() -> None:
+    import yaml
+
+    from schoolgate.agent.app import OPENAPI_FILE
+
+    with open(OPENAPI_FILE) as fh:
+        spec = yaml.safe_load(fh)
+    documented = set(spec["paths"])
+    routes = {
+        "/v1/records/{kind}",
+        "/v1/batches/{kind}",
+        "/v1/records/status/{record_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/esia/login",
+        "/esia/callback",
+        "/v1/services",
+        "/v1/documents",
+        "/v1/documents/{request_id}",
+        "/v1/documents/{request_id}/content",
+        "/v1/signing-sessions",
+        "/v1/signing-sessions/{session_id}",
+        "/v1/signing-sessions/{session_id}/signature",
+    }
+    assert routes <= documented, routes - documented
