@@ -263,7 +263,11 @@ def ensure_image(suite: str, *, force: bool = False, log: Callable[[str], None] 
         if labels is not None:
             old = labels.get(RECIPE_LABEL)
             log(f"{suite}: image {name} has recipe {old!r}, want {recipe.hash()}: rebuilding")
+        old_id = podman.image_id(name) if labels is not None else None
         rootfs, _built = ensure_rootfs(recipe, log)
         customise(rootfs, recipe)
         import_image(rootfs, recipe)
+        if old_id:
+            # Drop the superseded image unless a container still uses it (then podman refuses; fine).
+            podman.run(["rmi", old_id], subject=name, action="remove old image", check=False)
     return ImageResult(suite, name, "built", time.monotonic() - started)

@@ -65,6 +65,13 @@ def image_labels(image: str) -> dict[str, str] | None:
     return dict(data[0].get("Labels") or data[0].get("Config", {}).get("Labels") or {})
 
 
+def image_id(image: str) -> str | None:
+    proc = run(
+        ["image", "inspect", "--format", "{{.Id}}", image], subject=image, action="inspect", check=False
+    )
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 def container_state(name: str) -> str | None:
     """'running', 'exited', ... or None when no container has that name."""
     proc = run(
