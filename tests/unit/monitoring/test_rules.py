@@ -12,7 +12,7 @@ import yaml
 
 from .conftest import need_tool, render
 
-# bcrypt of "test" (format check only; the exporters themselves check it in the Molecule scenario)
+# bcrypt-shaped value: rendering only checks the format; real hashes are checked by the exporters themselves
 BCRYPT_SAMPLE = "$2y$10$zG7oXz8n4oRk3pJxk1k3P.3iGq0gqCwq5m3cKx2W9I7b9z7xg5Cm2"
 PROMTOOL_TESTS = Path(__file__).with_name("promtool") / "schoolgate_rules_test.yml"
 CYRILLIC = re.compile("[а-яА-ЯёЁ]")
