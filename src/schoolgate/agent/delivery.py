@@ -311,10 +311,33 @@ class Delivery:
             lambda: 0.0 if self.breaker.state == "closed" else 1.0,
         )
         m.gauge(
+            "schoolgate_agent_signing_certificate_days_left",
+            "Days until the school's signing certificate (esia.signer.cert) expires.",
+            self._cert_days_left,
+        )
+        m.gauge(
             "schoolgate_agent_token_seconds_left",
             "Seconds until the ESIA access token expires.",
             self.tokens.seconds_left,
         )
+
+    def _cert_days_left(self) -> float:
+        path = self.cfg.esia.signer.get("cert")
+        if not path:
+            return -1.0
+        now = time.time()
+        cached = getattr(self, "_cert_cache", None)
+        if cached is None or now - cached[0] > 3600:
+            from schoolgate.esia.certhash import certificate_info
+
+            try:
+                with open(path, "rb") as fh:
+                    days = float(certificate_info(fh.read())["days_left"])
+            except (OSError, ValueError, KeyError):
+                days = -1.0  # unreadable: shows as an alert rather than as "fine"
+            self._cert_cache = (now, days)
+            cached = self._cert_cache
+        return cached[1]
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
