@@ -74,7 +74,9 @@ def test_delivers_every_accepted_record_exactly_once(make_agent: Any, sim_admin:
     metrics = agent.request("GET", "/metrics", signed=False)[1]
     assert 'schoolgate_agent_records_delivered_total{kind="grade"} 1201' in metrics
     assert "schoolgate_agent_queue_depth 0" in metrics
-    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line and line[0] != "#"}
+    values = {
+        line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line and line[0] != "#"
+    }
     assert 25 <= values["schoolgate_agent_signing_certificate_days_left"] <= 30  # the school's 30-day cert
     assert values["schoolgate_agent_token_seconds_left"] > 3000  # ESIA token (3600 s) fetched and fresh
 
