@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -119,10 +120,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def create_app(config: SimConfig, *, store: Store | None = None) -> web.Application:
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    # The state (dossiers, tokens' hashes, records, keys) is private to the simulator's user.
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(config.state_dir, 0o700)
     store = store or Store(config.db_path)
-    if store.get_kv("issuer") is None:
-        store.set_kv("issuer", config.issuer)
+    store.set_kv("issuer", config.issuer)
     sim = SimContext(config=config, store=store, faults=FaultInjector(), metrics=Metrics())
     sim.keys = KeyRing(config.state_dir, store, esia_key_type=config.esia_key_type)
     app = web.Application(middlewares=[observe, errors, inject_faults], client_max_size=config.max_body_bytes)

@@ -64,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import SimConfig
 
     logs.setup(args.log_level)
+    # Everything the simulator writes (SQLite + WAL files, keys) is private to its user.
+    os.umask(0o077)
     admin_token = args.admin_token_file.read_text().strip() if args.admin_token_file else None
     config = SimConfig(
         state_dir=args.state_dir,

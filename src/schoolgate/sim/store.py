@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -152,6 +153,7 @@ class Store:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so one batch is one transaction.
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
+        os.chmod(self.path, 0o600)
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commits.
         self.db.execute("PRAGMA synchronous=NORMAL")

@@ -173,6 +173,8 @@ def test_state_survives_restart_and_logs_carry_no_personal_data(tmp_path):
     assert "pupil-secret-id-123" not in log and "Комментарий" not in log and "Математика" not in log
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert any(e["event"] == "intake.batch" for e in events)
+    assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "state" / "sim.db").stat().st_mode & 0o777) == "0o600"
     key_dir = tmp_path / "state" / "keys"
     assert oct(key_dir.stat().st_mode & 0o777) == "0o700"
     assert all(oct(k.stat().st_mode & 0o777) == "0o600" for k in key_dir.glob("*.key"))
