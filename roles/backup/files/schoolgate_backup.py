@@ -10,6 +10,7 @@ Subcommands:
   check     restic check with a rotating --read-data-subset
   drill     restore the latest dump into a scratch database, compare with the manifest recorded at dump time
   restore   restore a chosen snapshot: database (into the live or another database) and/or files
+  init      create the repository if there is none (used by the role)
   status    print the JSON status file
   metrics   re-render the node_exporter textfile from the status file
 
@@ -65,6 +66,9 @@ class DatabaseConfig:
     key_tables: tuple[str, ...] = ()
     scratch_name: str = "schoolgate_restore_drill"
     bindir: str = ""
+    # 0 = uncompressed custom-format dump: unchanged table data then deduplicates across days in restic, which
+    # compresses it itself (repository format 2). pg_dump's own compression would defeat deduplication.
+    compress: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
             key_tables=tables,
             scratch_name=db_raw.get("scratch_name", DatabaseConfig.scratch_name),
             bindir=db_raw.get("bindir", "") or "",
+            compress=_positive_int(db_raw, "compress", 0),
         )
     paths = tuple(raw.get("paths", ()))
     for path in paths:
@@ -487,6 +492,21 @@ class Restic:
             str(c.keep_monthly),
         )
 
+    def ensure_initialized(self) -> bool:
+        """Create the repository if there is none; True when it was created. An unreachable or foreign
+        repository is an error, never a reason to init a new one."""
+        try:
+            self.run("cat", "config")
+            return False
+        except BackupError as exc:
+            # restic 0.14 has no distinct exit code for "no repository here" (0.17 added 10): match the
+            # message both versions print.
+            missing = ("Is there a repository at the following location", "repository does not exist")
+            if not any(text in str(exc) for text in missing):
+                raise
+        self.run("init")
+        return True
+
     def check(self, subset: str) -> str:
         return self.run("check", "--read-data-subset", subset)
 
@@ -550,7 +570,7 @@ class Postgres:
         )
 
     def dump(self, target: Path, snapshot_id: str | None = None) -> None:
-        argv = [self.tool("pg_dump"), "-Fc", *self.conn_args(self.db.name)]
+        argv = [self.tool("pg_dump"), "-Fc", "-Z", str(self.db.compress), *self.conn_args(self.db.name)]
         if snapshot_id:
             argv += ["--snapshot", snapshot_id]
         self.runner(argv, user=self.db.os_user, stdout_path=target)
@@ -898,6 +918,17 @@ def job_restore(config: Config, store: StatusStore, args: argparse.Namespace) ->
     return 0 if result["ok"] else 1
 
 
+def job_init(config: Config) -> int:
+    """Used by the role: create the repository when missing; prints {"changed": bool} for Ansible."""
+    try:
+        created = Restic(config).ensure_initialized()
+    except BackupError as exc:
+        print(json.dumps({"changed": False, "failed": True, "msg": str(exc)}))
+        return 1
+    print(json.dumps({"changed": created, "repository": redact_repository(config.repository)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schoolgate-backup", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG)
@@ -913,6 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--target-database", help="restore into this database instead of the live one")
     restore.add_argument("--path", dest="paths", action="append", default=[], help="file path to restore")
     restore.add_argument("--files-target", default="/", help="directory to restore files under")
+    sub.add_parser("init", help="create the repository if it does not exist yet")
     sub.add_parser("status", help="print status.json")
     sub.add_parser("metrics", help="re-render the textfile metrics from status.json")
     return parser
@@ -935,6 +967,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         with host_lock(config):
+            if args.command == "init":
+                return job_init(config)
             if args.command == "run":
                 return job_backup(config, store, prune=True, check=True)
             if args.command == "backup":
