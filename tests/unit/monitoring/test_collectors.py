@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .conftest import need_tool
+
 FILES = Path(__file__).resolve().parents[3] / "roles" / "monitoring" / "files"
 
 
@@ -330,3 +332,49 @@ def test_alert_sink_stores_and_returns_notifications(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------- Zabbix agent 2
+
+
+def test_zabbix_user_parameters_read_the_textfile_metrics(rendered_default: Path, tmp_path: Path) -> None:
+    """The role's UserParameter lines, run by the real zabbix_agent2 (-t tests one item without a server)."""
+    agent = need_tool("zabbix_agent2")
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    (textfiles / "schoolgate_expiry.prom").write_text(
+        "# TYPE schoolgate_cert_days_left gauge\n"
+        'schoolgate_cert_days_left{kind="tls"} 45.5\n'
+        'schoolgate_cert_days_left{kind="signing"} 6.25\n'
+    )
+    (textfiles / "schoolgate_backup.prom").write_text(
+        f"schoolgate_backup_last_success_timestamp_seconds {time.time() - 7200}\n"
+    )
+    params = []
+    for line in (rendered_default / "zabbix_agent2.conf").read_text().splitlines():
+        if line.startswith("UserParameter="):
+            params.append(
+                line.replace(
+                    "/usr/bin/python3 /usr/local/lib/schoolgate/schoolgate_zabbix.py",
+                    f"SCHOOLGATE_TEXTFILE_DIR={textfiles} {sys.executable} {FILES / 'schoolgate_zabbix.py'}",
+                )
+            )
+    assert len(params) == 2
+    conf = tmp_path / "agent.conf"
+    conf.write_text(
+        f"Server=127.0.0.1\nHostname=unit\nLogType=console\nControlSocket={tmp_path}/agent.sock\n"
+        + "\n".join(params)
+        + "\n"
+    )
+
+    def item(key: str) -> str:
+        proc = subprocess.run(
+            [agent, "-c", str(conf), "-t", key], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().rsplit("[s|", 1)[1].rstrip("]")
+
+    assert item("schoolgate.metric[schoolgate_cert_days_left,kind,signing]") == "6.25"
+    assert item("schoolgate.metric[schoolgate_cert_days_left,kind,tls]") == "45.5"
+    assert 7190 <= int(item("schoolgate.age[schoolgate_backup_last_success_timestamp_seconds]")) <= 7300
+    assert "not found" in item("schoolgate.metric[schoolgate_token_days_left]")
