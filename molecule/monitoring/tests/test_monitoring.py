@@ -96,7 +96,8 @@ def test_units_running_and_enabled(host, unit):
 
 
 def test_exporters_bound_to_the_configured_address_only(host):
-    address = host.check_output("hostname -I").split()[0]
+    name = host.backend.get_hostname()
+    address = host.check_output(f"getent ahostsv4 {name}").split()[0]
     for port in (9100, 9115):
         assert host.socket(f"tcp://{address}:{port}").is_listening
         assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
