@@ -10,6 +10,20 @@ from dataclasses import dataclass, field
 
 MAX_SCHOOLS = 999
 LAB_DOMAIN = "lab.schoolgate.test"
+# Lab-only variables: containers may not reach public NTP servers, so the provider serves time
+# (without touching the clock, see roles/base) and every other host syncs from it.
+LAB_VARS: tuple[str, ...] = (
+    "ansible_connection=containers.podman.podman",
+    "ansible_python_interpreter=/usr/bin/python3",
+    "schoolgate_lab=true",
+    'base_chrony_servers=["provider"]',
+    "base_chrony_server_type=server",
+)
+PROVIDER_VARS: dict[str, str] = {
+    "base_chrony_servers": "[]",
+    "base_chrony_allow": '["0.0.0.0/0"]',
+    "base_chrony_local_stratum": "10",
+}
 INFRA_HOSTS: tuple[tuple[str, str], ...] = (
     ("provider", "provider"),
     ("monitor", "monitor"),
@@ -47,7 +61,11 @@ def build_topology(
     unknown = sorted(set(infra) - known)
     if unknown:
         raise ValueError(f"unknown lab hosts {unknown}; known: {sorted(known)}")
-    hosts = [LabHost(name, group, suite) for name, group in INFRA_HOSTS if name in infra]
+    hosts = [
+        LabHost(name, group, suite, dict(PROVIDER_VARS) if name == "provider" else {})
+        for name, group in INFRA_HOSTS
+        if name in infra
+    ]
     for i in range(1, schools + 1):
         name = school_name(i)
         hosts.append(
@@ -86,12 +104,5 @@ def render_inventory(hosts: list[LabHost]) -> str:
         lines.append("")
     lines.append("[lab:children]")
     lines.extend(groups)
-    lines += [
-        "",
-        "[lab:vars]",
-        "ansible_connection=containers.podman.podman",
-        "ansible_python_interpreter=/usr/bin/python3",
-        "schoolgate_lab=true",
-        "",
-    ]
+    lines += ["", "[lab:vars]", *LAB_VARS, ""]
     return "\n".join(lines)

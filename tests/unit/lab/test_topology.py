@@ -71,6 +71,14 @@ def test_inventory_parses_with_ansible(tmp_path):
     school = inv.get_host("school-002")
     assert school.get_vars()["school_portal_fqdn"] == "school-002.lab.schoolgate.test"
     assert "lab" in [g.name for g in school.get_groups()]
+    # lab time: schools sync from the provider, which serves its clock to the lab network
+    from ansible.vars.manager import VariableManager
+
+    vm = VariableManager(loader=DataLoader(), inventory=inv)
+    assert vm.get_vars(host=school)["base_chrony_servers"] == ["provider"]
+    provider = vm.get_vars(host=inv.get_host("provider"))
+    assert provider["base_chrony_servers"] == []
+    assert provider["base_chrony_local_stratum"] == 10
 
 
 def test_empty_groups_still_render():
