@@ -120,7 +120,7 @@ def test_key_stays_private(ev):
 
 def test_profile_directives(ev):
     conf = ev["nginx_conf"]
-    assert "Ansible managed" in conf.splitlines()[0]
+    assert conf.splitlines()[:3] == ["#", "# Ansible managed", "#"]
     for line in ("ssl_session_tickets off;", "ssl_dhparam /etc/nginx/schoolgate-tls/ffdhe2048.pem;",
                  "ssl_prefer_server_ciphers off;", "ssl_ecdh_curve X25519:prime256v1:secp384r1;",
                  "ssl_protocols TLSv1.2 TLSv1.3;", "ssl_ciphers " + ":".join(PROFILE_CIPHERS) + ";"):
