@@ -96,6 +96,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _log(f"running site.yml (stages: {', '.join(stages) or 'none'}) against {inventory} ...")
     rc, recaps, log = site.run_site(inventory, podman.PROJECT_DIR / "reports")
     _log("")
+    failed = site.failures(log.read_text(errors="replace"))
+    if failed:
+        _log("Failed tasks:")
+        for line in failed:
+            _log(f"  {line}")
     _log("PLAY RECAP summary:")
     for rec in recaps.values():
         _log(
@@ -104,7 +109,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     schools = [r for r in recaps.values() if r.host.startswith("school-")]
     for rec in schools:
-        verdict = "idempotent (0 changed)" if rec.changed == 0 else f"{rec.changed} changed"
+        if rec.failed or rec.unreachable:
+            verdict = f"FAILED ({rec.failed} failed, {rec.unreachable} unreachable) - see the log"
+        elif rec.changed == 0:
+            verdict = "idempotent (0 changed)"
+        else:
+            verdict = f"{rec.changed} changed (run again: must be 0)"
         _log(f"{rec.host}: {verdict}")
     _log(f"site.yml imports: {', '.join(stages)}; stages not written yet are simply not run.")
     _log(f"inventory: {inventory}")

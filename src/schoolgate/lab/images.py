@@ -25,7 +25,7 @@ SUITES: tuple[str, ...] = ("bookworm", "trixie")
 IMAGE_REPO = "localhost/schoolgate-base"
 RECIPE_LABEL = "org.schoolgate.recipe"
 # Bump when the customisation below changes in a way the file contents do not capture.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 # python3-apt: Ansible's apt module needs it in check mode; iproute2/procps: testinfra (ss, ps).
 INCLUDE = (
     "python3",
@@ -210,6 +210,11 @@ def customise(rootfs: Path, recipe: Recipe) -> None:
         stale.unlink()
     for stale in (rootfs / "var/cache/apt/archives").glob("*.deb"):
         stale.unlink()
+    # Ansible's apt `cache_valid_time` judges freshness by these mtimes: make the empty lists look old,
+    # or the first `update_cache` is skipped and every package is "not available".
+    (rootfs / "var/lib/apt/periodic/update-success-stamp").unlink(missing_ok=True)
+    (rootfs / "var/lib/apt/lists").mkdir(parents=True, exist_ok=True)
+    os.utime(rootfs / "var/lib/apt/lists", (0, 0))
     hostname = rootfs / "etc/hostname"
     if hostname.exists():
         hostname.unlink()

@@ -73,3 +73,18 @@ def run_site(
         )
         out.write(proc.stdout)
     return proc.returncode, parse_recap(proc.stdout), log
+
+
+def failures(output: str, limit: int = 10) -> list[str]:
+    """'host: TASK name: msg' for each failed task in ansible-playbook output."""
+    found: list[str] = []
+    task = "?"
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("TASK ["):
+            task = line[6 : line.find("]")]
+        m = re.match(r"^fatal: \[(?P<host>[^\]]+)\]", line)
+        if m:
+            msg = next((ln.strip() for ln in lines[i + 1 : i + 15] if ln.strip().startswith("msg:")), "")
+            found.append(f"{m.group('host')}: {task}: {msg[4:].strip() if msg else '(see log)'}")
+    return found[:limit]

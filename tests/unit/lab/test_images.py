@@ -76,3 +76,4 @@ def test_customise_writes_proxy_probe_and_empties_machine_id(tmp_path):
     assert "schoolgate-aptcache" in probe.read_text() and "DIRECT" in probe.read_text()
     assert (root / "etc/machine-id").read_text() == ""
     assert not (root / "etc/hostname").exists()
+    assert (root / "var/lib/apt/lists").stat().st_mtime == 0  # apt cache_valid_time must refresh

@@ -34,3 +34,15 @@ def test_site_stages(tmp_path):
         "- name: TLS\n  ansible.builtin.import_playbook: playbooks/tls.yml\n"
     )
     assert site.site_stages(p) == ["playbooks/base.yml", "playbooks/tls.yml"]
+
+
+def test_failures_name_host_task_and_message():
+    out = (
+        "TASK [base : Install baseline packages] ***\n"
+        "fatal: [school-001]: FAILED! => \n"
+        "    changed: false\n"
+        "    msg: No package matching 'chrony' is available\n"
+    )
+    assert site.failures(out) == [
+        "school-001: base : Install baseline packages: No package matching 'chrony' is available"
+    ]
