@@ -39,7 +39,7 @@ def start_host(host: LabHost, *, image: str | None = None, label: str = "host") 
     """
     image = image or images.image_name(host.suite)
     state = podman.container_state(host.name)
-    if state == "running" and _container_image_recipe(host.name) == _image_recipe(image):
+    if state == "running" and _container_image_id(host.name) == podman.image_id(image):
         wait_systemd(host.name)
         return "reused"
     if state is not None:
@@ -71,19 +71,12 @@ def start_host(host: LabHost, *, image: str | None = None, label: str = "host") 
     return "started"
 
 
-def _image_recipe(image: str) -> str | None:
-    labels = podman.image_labels(image)
-    return None if labels is None else labels.get(images.RECIPE_LABEL)
-
-
-def _container_image_recipe(name: str) -> str | None:
+def _container_image_id(name: str) -> str | None:
+    """Id of the image the container was created from (a rebuilt image under the same tag differs)."""
     proc = podman.run(
-        ["container", "inspect", "--format", "{{.ImageName}}", name],
-        subject=name,
-        action="inspect",
-        check=False,
+        ["container", "inspect", "--format", "{{.Image}}", name], subject=name, action="inspect", check=False
     )
-    return _image_recipe(proc.stdout.strip()) if proc.returncode == 0 else None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def systemd_state(name: str) -> str:
