@@ -33,7 +33,16 @@ def render(dest: Path, overrides: dict | None = None) -> Path:
     ansible = shutil.which("ansible-playbook", path=str(ROOT / ".venv" / "bin")) or "ansible-playbook"
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="False")
     proc = subprocess.run(
-        [ansible, str(RENDER_PLAYBOOK), "-e", f"render_dir={dest}", "-e", f"@{extra}"],
+        [
+            ansible,
+            "-i",
+            str(RENDER_PLAYBOOK.with_name("inventory.ini")),
+            str(RENDER_PLAYBOOK),
+            "-e",
+            f"render_dir={dest}",
+            "-e",
+            f"@{extra}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
