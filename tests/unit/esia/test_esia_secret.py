@@ -27,8 +27,8 @@ from schoolgate.esia.secret import (
     verify_client_secret,
 )
 
-# a little ahead: the session certificates are created after this module is imported
-NOW = (datetime.now(UTC) + timedelta(minutes=2)).replace(microsecond=0)
+# Reset by the `_clock` fixture once the session certificates exist (they are valid from their creation).
+NOW = datetime.now(UTC).replace(microsecond=0)
 TS = NOW.strftime("%Y.%m.%d %H:%M:%S +0000")
 BASE = {
     "client_id": "SCHOOL-001",
@@ -41,6 +41,15 @@ EXTRA = {
     "v2": {"redirect_uri": "https://school.example/esia/cb"},
     "v3": {"redirect_uri": "https://school.example/esia/cb", "code": "eyJ2ZXIiOjF9.code"},
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clock(pairs):
+    """Tests here run "now" (after the session keys were made), however long the suite ran before."""
+    global NOW, TS
+    NOW = (datetime.now(UTC) + timedelta(seconds=5)).replace(microsecond=0)
+    TS = NOW.strftime("%Y.%m.%d %H:%M:%S +0000")
+    BASE["timestamp"] = TS
 
 
 def test_timestamp_format_and_parse():
