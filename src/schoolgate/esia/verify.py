@@ -188,3 +188,45 @@ def verify_cms_detached(
     if check_dates:
         check_validity(parse_certificate(signer), now)
     return signer
+
+
+def document_digest(data: bytes, hash_alg: str) -> str:
+    """Hex digest of a document as ``signature_request.document_hash`` carries it."""
+    import hashlib
+
+    if hash_alg == "sha256":
+        return hashlib.sha256(data).hexdigest()
+    if hash_alg in ("gost12_256", "gost12_512"):
+        md = "md_gost12_256" if hash_alg == "gost12_256" else "md_gost12_512"
+        return openssl.digest(data, md, engine=openssl.DEFAULT_ENGINE).hex()
+    raise EsiaError.local("SG-ESIA-109", detail=f"hash_alg {hash_alg!r}")
+
+
+def verify_signature_result(
+    result: dict,
+    document: bytes,
+    *,
+    request: dict | None = None,
+    trusted_ca_file: str | Path | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """Check a ``signature_result`` (a parent signed a document): the detached CMS in ``signature`` verifies
+    over ``document`` with the certificate in ``certificate``, which must be valid; with ``request`` also
+    that the document matches the requested hash and the request ids agree. Returns the signer's facts."""
+    from .certhash import certificate_info
+    from .encoding import b64url_decode
+
+    if result.get("status") != "signed":
+        raise EsiaError.local("SG-ESIA-107", detail=f"status is {result.get('status')!r}, not 'signed'")
+    if request is not None:
+        if request.get("request_id") != result.get("request_id"):
+            raise EsiaError.local("SG-ESIA-107", detail="result belongs to another request_id")
+        digest = document_digest(document, str(request.get("hash_alg")))
+        if digest != request.get("document_hash"):
+            raise EsiaError.local(
+                "SG-ESIA-107", detail="the document is not the one whose hash was requested"
+            )
+    cms = b64url_decode(str(result.get("signature", "")), what="signature")
+    cert = b64url_decode(str(result.get("certificate", "")), what="certificate")
+    signer = verify_cms_detached(cms, document, expected_cert=cert, trusted_ca_file=trusted_ca_file, now=now)
+    return certificate_info(signer)

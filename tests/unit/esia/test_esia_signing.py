@@ -273,3 +273,45 @@ def test_certificate_to_pem_round_trip(pairs):
 
     der = certificate_der(pairs["gost512"].cert_pem)
     assert certificate_der(certificate_to_pem(der)) == der
+
+
+@pytest.mark.parametrize("name", ["openssl-gost256", "cryptography-rsa"])
+def test_parent_signs_a_document_signature_result(signers, name):
+    import uuid
+
+    from schoolgate.esia.contracts import validate
+    from schoolgate.esia.encoding import b64url_encode
+    from schoolgate.esia.verify import document_digest, verify_signature_result
+
+    document = "Согласие на обработку персональных данных, документ doc-77".encode()
+    alg = "gost12_256" if "gost" in name else "sha256"
+    request = {
+        "request_id": str(uuid.uuid4()),
+        "school_id": "school-001",
+        "document_id": "doc-77",
+        "document_hash": document_digest(document, alg),
+        "hash_alg": alg,
+        "signer_role": "parent",
+        "signer_id": "u-555",
+        "created_at": "2026-09-16T09:00:00Z",
+    }
+    assert validate("signature_request", request) == []
+    signer = signers[name]
+    result = {
+        "request_id": request["request_id"],
+        "status": "signed",
+        "signature": b64url_encode(signer.sign_cms_detached(document)),
+        "certificate": b64url_encode(signer.certificate_der),
+        "signed_at": "2026-09-16T09:05:00Z",
+    }
+    assert validate("signature_result", result) == []
+    info = verify_signature_result(result, document, request=request)
+    assert info["algorithm"] == signer.algorithm
+    with pytest.raises(EsiaError, match="not the one whose hash"):
+        verify_signature_result(result, document + b".", request=request)
+    with pytest.raises(EsiaError):
+        verify_signature_result(result, document + b".")
+    with pytest.raises(EsiaError, match="another request_id"):
+        verify_signature_result(result, document, request={**request, "request_id": str(uuid.uuid4())})
+    with pytest.raises(EsiaError, match="not 'signed'"):
+        verify_signature_result({**result, "status": "declined"}, document)
