@@ -393,3 +393,79 @@ def test_cli_client_secret_and_verify_secret(pairs, capsys):
     printed = capsys.readouterr().out
     assert '"client_certificate_hash": "' + h in printed
     assert "PRIVATE KEY" not in printed
+
+
+def test_cli_command_signer_with_cryptopro_byte_order(pairs, reverse_tool, capsys):
+    pair = pairs["gost256"]
+    common = [
+        "--cert",
+        str(pair.cert),
+        "--client-id",
+        "SCHOOL-001",
+        "--scope",
+        "openid",
+        "--state",
+        BASE["state"],
+        "--timestamp",
+        esia_timestamp(),
+        "--redirect-uri",
+        "https://s/cb",
+    ]
+    raw_command = f"{reverse_tool} {pair.key} {{in}} {{out}}"
+    assert (
+        main(
+            [
+                "esia",
+                "client-secret",
+                "--version",
+                "v2",
+                *common,
+                "--signer",
+                "command",
+                "--raw-command",
+                raw_command,
+                "--byte-order",
+                "reverse",
+            ]
+        )
+        == 0
+    )
+    secret = capsys.readouterr().out.strip()
+    h = client_certificate_hash(pair.cert_pem)
+    assert (
+        main(["esia", "verify-secret", "--version", "v2", *common, "--secret", secret, "--cert-hash", h]) == 0
+    )
+    capsys.readouterr()
+    # the same tool without the byte-order setting: rejected, and the verifier says why
+    assert (
+        main(
+            [
+                "esia",
+                "client-secret",
+                "--version",
+                "v2",
+                *common,
+                "--signer",
+                "command",
+                "--raw-command",
+                raw_command,
+            ]
+        )
+        == 0
+    )
+    wrong = capsys.readouterr().out.strip()
+    assert (
+        main(["esia", "verify-secret", "--version", "v2", *common, "--secret", wrong, "--cert-hash", h]) == 1
+    )
+    assert "byte_order: reverse" in capsys.readouterr().out
+    # no command configured: the error names the setting
+    assert main(["esia", "client-secret", "--version", "v2", *common, "--signer", "command"]) == 1
+    assert "raw_command" in capsys.readouterr().err
+
+
+def test_esia_is_a_schoolgate_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["esia", "--help"])
+    out = capsys.readouterr().out
+    for command in ("cert-hash", "client-secret", "verify-secret", "decode-token", "explain", "validate"):
+        assert command in out
