@@ -134,7 +134,17 @@ def _playbook(host, playbook: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", name(host),
          os.path.join(scenario, playbook), *extra],
-        capture_output=True, text=True, timeout=1200, env=os.environ.copy())
+        capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PY_COLORS": "0"})
+
+
+def test_check_mode_on_configured_host_changes_nothing(host):
+    before = host.check_output("sha256sum /etc/nginx/nginx.conf /etc/nginx/schoolgate-tls/*.pem")
+    run = _playbook(host, "converge.yml", "--check", "--diff")
+    out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+    assert run.returncode == 0, out[-3000:]
+    assert re.search(rf"{re.escape(name(host))}\s*:\s*ok=\d+\s+changed=0\s", out), out[-1500:]
+    assert host.check_output("sha256sum /etc/nginx/nginx.conf /etc/nginx/schoolgate-tls/*.pem") == before
 
 
 def test_broken_variable_fails_and_old_config_keeps_serving(host):
