@@ -20,19 +20,19 @@ INSERT INTO grades (id, pupil_id, subject, grade, given_on, teacher_id, comment)
 SELECT g,
        (g - 1) / :grades_per_pupil + 1,
        (ARRAY['Математика', 'Русский язык', 'Литература', 'История', 'Физика', 'Химия', 'Биология',
-              'География', 'Информатика', 'Английский язык'])[g % 10 + 1],
+              'География', 'Информатика', 'Английский язык'])[(g % 10 + 1)::int],
        (g * 7919 % 5) + 1,
-       date '2026-09-01' + (g % 240),
+       date '2026-09-01' + (g % 240)::int,
        'T' || lpad((g % 97)::text, 4, '0'),
        CASE WHEN g % 4 = 0 THEN 'Работа на уроке, домашнее задание №' || (g % 50) ELSE NULL END
-FROM generate_series(1, :classes * :pupils_per_class * :grades_per_pupil) AS g;
+FROM generate_series(1::bigint, :classes::bigint * :pupils_per_class * :grades_per_pupil) AS g;
 
 INSERT INTO attendance (id, pupil_id, day, lesson, status)
 SELECT a,
        (a - 1) / :attendance_per_pupil + 1,
-       date '2026-09-01' + ((a - 1) / 6 % 240),
+       date '2026-09-01' + ((a - 1) / 6 % 240)::int,
        (a - 1) % 6 + 1,
-       (ARRAY['present', 'present', 'present', 'present', 'present', 'present', 'late', 'absent', 'excused'])[a % 9 + 1]
-FROM generate_series(1, :classes * :pupils_per_class * :attendance_per_pupil) AS a;
+       (ARRAY['present', 'present', 'present', 'present', 'present', 'present', 'late', 'absent', 'excused'])[(a % 9 + 1)::int]
+FROM generate_series(1::bigint, :classes::bigint * :pupils_per_class * :attendance_per_pupil) AS a;
 COMMIT;
 ANALYZE;
