@@ -315,3 +315,15 @@ def test_parent_signs_a_document_signature_result(signers, name):
         verify_signature_result(result, document, request={**request, "request_id": str(uuid.uuid4())})
     with pytest.raises(EsiaError, match="not 'signed'"):
         verify_signature_result({**result, "status": "declined"}, document)
+
+
+@pytest.mark.parametrize("name", ["cryptography-rsa", "cryptography-ec"])
+def test_rsa_ecdsa_verification_without_cryptography_uses_openssl(signers, name, monkeypatch):
+    # target hosts may lack python3-cryptography: verification must still work (via the openssl binary)
+    from schoolgate.esia import verify
+
+    monkeypatch.setattr(verify, "_verify_with_cryptography", lambda *args: None)
+    signer = signers[name]
+    signature = signer.sign_raw(DATA)
+    verify_raw(signer.certificate_der, DATA, signature)
+    assert not signature_matches(signer.certificate_der, DATA + b"!", signature)
