@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -351,12 +352,12 @@ def verify_client_secret(
 
 
 def _diagnose(
-    version: str, raw: bytes, params: dict[str, str | None], cert_der: bytes, matches: object
+    version: str,
+    raw: bytes,
+    params: dict[str, str | None],
+    cert_der: bytes,
+    check: Callable[..., bool],
 ) -> list[str]:
-    from collections.abc import Callable
-
-    assert callable(matches)
-    check: Callable[..., bool] = matches  # type: ignore[assignment]
     message = secret_message(version, **params).encode("utf-8")
     if version != "v1" and check(message, raw[::-1]):
         return [
