@@ -72,7 +72,9 @@ options:
     description:
       - Subject of the CSR. Keys are OpenSSL short names or the Russian attribute names
         C(OGRN) (1.2.643.100.1), C(INN) (1.2.643.3.131.1.1, ИНН of a person), C(INNLE) (1.2.643.100.4, ИНН of
-        a legal entity), C(SNILS) (1.2.643.100.3). Order is kept.
+        a legal entity), C(SNILS) (1.2.643.100.3).
+      - Fields are written in a fixed order (C, ST, L, street, O, OU, title, CN, SN, GN, emailAddress, OGRN,
+        SNILS, INNLE, INN) whatever the order of the keys.
       - Required with O(state=present) unless a PKCS#12 is installed.
     type: dict
   certificate:
@@ -426,15 +428,21 @@ def subject_pairs(ossl: OpenSSL, kind: str, pem: bytes) -> list[tuple[str, str]]
     return pairs
 
 
+def ordered_subject(subject: dict[str, Any]) -> list[tuple[str, str]]:
+    """Subject fields in the fixed order of SUBJECT_OIDS: module arguments arrive with their keys sorted,
+    so the caller's order cannot be kept; a fixed conventional order keeps CSRs stable and readable."""
+    return [(key, str(subject[key])) for key in SUBJECT_OIDS if key in subject]
+
+
 def desired_pairs(subject: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(SUBJECT_OIDS.get(k, k), str(v)) for k, v in subject.items()]
+    return [(SUBJECT_OIDS[k], v) for k, v in ordered_subject(subject)]
 
 
 def subj_arg(subject: dict[str, Any]) -> str:
     def esc(value: object) -> str:
         return re.sub(r"([\\/+])", r"\\\1", str(value))
 
-    return "".join("/%s=%s" % (k, esc(v)) for k, v in subject.items())
+    return "".join("/%s=%s" % (k, esc(v)) for k, v in ordered_subject(subject))
 
 
 class SigningCert:

@@ -128,7 +128,9 @@ def init_ca(
     return cert, key
 
 
-def _ca_config(work: Path, ca_cert: Path, ca_key: Path, key_usage: Sequence[str]) -> Path:
+def _ca_config(
+    work: Path, ca_cert: Path, ca_key: Path, key_usage: Sequence[str], extended_key_usage: Sequence[str]
+) -> Path:
     (work / "index.txt").write_text("")
     (work / "index.txt.attr").write_text("unique_subject = no\n")
     (work / "serial").write_text(secrets.token_hex(16) + "\n")
@@ -140,6 +142,8 @@ def _ca_config(work: Path, ca_cert: Path, ca_key: Path, key_usage: Sequence[str]
     ]
     if ku:
         ext.append(f"keyUsage = {ku}")
+    if extended_key_usage:
+        ext.append("extendedKeyUsage = " + ",".join(extended_key_usage))
     config = work / "ca.cnf"
     config.write_text(
         "oid_section = sg_oids\n[sg_oids]\nINNLE = 1.2.643.100.4\n"
@@ -164,6 +168,7 @@ def issue_certificate(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     key_usage: Sequence[str] | None = DEFAULT_KEY_USAGE,
+    extended_key_usage: Sequence[str] = (),
 ) -> bytes:
     """Sign ``csr_pem`` with the CA and return the certificate (PEM).
 
@@ -175,7 +180,7 @@ def issue_certificate(
     end = not_after or start + timedelta(days=days)
     with tempfile.TemporaryDirectory(prefix="schoolgate-pki-") as tmp:
         work = Path(tmp)
-        config = _ca_config(work, ca_cert, ca_key, key_usage or ())
+        config = _ca_config(work, ca_cert, ca_key, key_usage or (), extended_key_usage)
         csr = work / "req.csr"
         csr.write_bytes(csr_pem)
         out = work / "out.crt"

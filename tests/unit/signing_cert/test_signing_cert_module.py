@@ -80,6 +80,18 @@ def test_key_and_csr_generated_on_host(run, hostdir):
     parsed = openssl("asn1parse", "-in", str(hostdir / "csr.pem")).decode()
     assert ":OGRN" in parsed and "1027700132195" in parsed
     assert ":1.2.643.100.4" in parsed and "7701234567" in parsed  # ИНН ЮЛ
+    # Fixed conventional order whatever order the keys came in (module arguments arrive sorted).
+    subject = openssl(
+        "req",
+        "-in",
+        str(hostdir / "csr.pem"),
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "oid,utf8,sep_multiline,-esc_msb",
+    ).decode()
+    oids = [line.strip().split("=")[0] for line in subject.splitlines()[1:]]
+    assert oids == ["2.5.4.6", "2.5.4.8", "2.5.4.10", "2.5.4.3", "1.2.643.100.1", "1.2.643.100.4"]
     text = openssl("req", "-engine", "gost", "-in", str(hostdir / "csr.pem"), "-noout", "-text").decode()
     assert "GOST R 34.10-2012 with 256 bit modulus" in text
     assert "CryptoPro-A-ParamSet" in text
