@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -191,3 +192,28 @@ def test_blackbox_modules_are_valid(rendered_default: Path) -> None:
     assert modules["schoolgate_portal"]["http"]["fail_if_not_ssl"] is True
     legacy = modules["schoolgate_tls_legacy"]["tcp"]["tls_config"]
     assert (legacy["min_version"], legacy["max_version"]) == ("TLS10", "TLS11")
+
+
+def test_file_sd_targets_come_from_the_inventory(rendered_default: Path) -> None:
+    """tests/unit/monitoring/inventory.ini has three schools with different per-school overrides."""
+    node = json.loads((rendered_default / "schoolgate_node.json").read_text())
+    portal = json.loads((rendered_default / "schoolgate_portal.json").read_text())
+    legacy = json.loads((rendered_default / "schoolgate_tls_legacy.json").read_text())
+    assert [g["targets"] for g in node] == [
+        ["portal.school001.example.ru:9100"],  # ansible_host
+        ["school-002:9100"],
+        ["school-003:9100"],
+    ]
+    assert [g["labels"]["school"] for g in node] == ["school-001", "school-002", "school-003"]
+    assert [g["labels"]["region"] for g in node] == ["region", "north", "region"]
+    assert [g["labels"]["__param_target"] for g in portal] == [
+        "https://portal.school001.example.ru/",  # school_portal_fqdn
+        "https://portal2.example.ru:8443/",  # monitoring_portal_url
+        "https://school-003/",  # inventory name
+    ]
+    assert [g["labels"]["__param_target"] for g in legacy] == [
+        "portal.school001.example.ru:443",
+        "portal2.example.ru:8443",
+        "school-003:443",
+    ]
+    assert all(g["targets"][0].endswith(":9115") for g in portal + legacy)
