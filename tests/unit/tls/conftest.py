@@ -172,7 +172,7 @@ def nginx_lab(pki, tmp_path_factory):
     d = tmp_path_factory.mktemp("nginx")
     (d / "www").mkdir()
     (d / "www" / "index.html").write_text("schoolgate tls test\n")
-    dhparam = PROJECT / "roles" / "tls" / "files" / "ffdhe2048.pem"
+    dhparam = PROJECT / "roles" / "tls" / "files" / "host" / "ffdhe2048.pem"
     ports = {name: free_port() for name in SERVER_VARIANTS}
     http_port = free_port()
     servers = []

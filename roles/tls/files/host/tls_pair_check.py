@@ -61,8 +61,8 @@ def check(cert: str, key: str) -> dict:
         import datetime
 
         expires = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(result["not_after"]),
-                                                  tz=datetime.timezone.utc)
-        result["days_left"] = int((expires - datetime.datetime.now(tz=datetime.timezone.utc)).total_seconds()
+                                                  tz=datetime.UTC)
+        result["days_left"] = int((expires - datetime.datetime.now(tz=datetime.UTC)).total_seconds()
                                   // 86400)
         if result["days_left"] < 0:
             result["problems"].append("cert_expired")
