@@ -42,12 +42,17 @@ class PlaybookRun:
 
 
 def run_playbook(
-    playbook: Path, extra: dict[str, Any], tmp: Path, *args: str, env: dict[str, str] | None = None
+    playbook: Path,
+    extra: dict[str, Any],
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    inventory: str = "localhost,",
 ) -> PlaybookRun:
     vars_file = tmp / f"vars-{os.urandom(4).hex()}.json"
     vars_file.write_text(json.dumps(extra))
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"@{vars_file}", *args],
+        [str(BIN / "ansible-playbook"), "-i", inventory, str(playbook), "-e", f"@{vars_file}", *args],
         cwd=ROOT,
         env={
             **os.environ,
