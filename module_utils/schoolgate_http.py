@@ -20,7 +20,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class HttpError(Exception):
-    """A request that failed for good: ``status`` is 0 for network errors; ``body`` is the parsed JSON or {}."""
+    """A request that failed for good: ``status`` 0 = network error; ``body`` = parsed JSON or {}."""
 
     def __init__(
         self, method: str, url: str, status: int, body: dict[str, Any], reason: str, attempts: int
@@ -32,8 +32,7 @@ class HttpError(Exception):
         self.reason = reason
         self.attempts = attempts
         super().__init__(
-            "%s %s: %s after %d attempt(s)"
-            % (method, url, reason if status == 0 else "HTTP %d" % status, attempts)
+            f"{method} {url}: {reason if status == 0 else f'HTTP {status}'} after {attempts} attempt(s)"
         )
 
     @property
@@ -123,13 +122,14 @@ class JsonClient:
         last: HttpError | None = None
         for attempt in range(1, self.attempts + 1):
             retry_after: float | None = None
-            req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+            # The scheme is fixed by the module's base_url (http/https), never taken from a response.
+            req = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     return _json(resp.read())
             except urllib.error.HTTPError as exc:
                 raw = exc.read() if exc.fp is not None else b""
-                last = HttpError(method, url, exc.code, _json(raw), "HTTP %d" % exc.code, attempt)
+                last = HttpError(method, url, exc.code, _json(raw), f"HTTP {exc.code}", attempt)
                 if exc.code not in RETRY_STATUSES:
                     raise last from None
                 retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)

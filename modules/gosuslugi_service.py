@@ -71,7 +71,7 @@ options:
     choices: [present, rotated, absent, ignore]
     default: present
   token_path:
-    description: File on the host that receives the token (only the token, no newline), mode 0600. Its metadata
+    description: File on the host that receives the token (only the token), mode 0600. Its metadata
       (token id, expiry, environment — no secret) goes to C(<token_path>.json), mode 0600.
     type: path
     default: /etc/schoolgate/provider-token
@@ -109,7 +109,8 @@ options:
     default: 30.0
 notes:
   - The client certificate hash is computed on the host with the ESIA core (GOST R 34.11-2012 over the DER
-    certificate), so a GOST certificate needs C(openssl) with the GOST engine (installed by the signing_cert role).
+    certificate), so a GOST certificate needs C(openssl) with the GOST engine
+    (installed by the signing_cert role).
 """
 
 EXAMPLES = r"""
@@ -160,7 +161,7 @@ service:
   type: dict
   returned: when registered
   sample: {service_id: "3f1c...", name: SCHOOL001, api_url: "https://school-001.example/api",
-           certificate_hash: "8a7f...", created_at: "2026-12-04T16:40:00Z", updated_at: "2026-12-04T16:40:00Z"}
+           certificate_hash: "8a7f...", created_at: "2026-12-04T16:40:00Z"}
 actions:
   description: What was (or, in check mode, would be) done, in order.
   type: list
@@ -175,7 +176,8 @@ token:
   description: Token metadata (never the token itself).
   type: dict
   returned: when token_state is not ignore
-  sample: {token_id: "b2c...", status: active, expires_at: "2027-01-03T16:40:00Z", path: /etc/schoolgate/provider-token,
+  sample: {token_id: "b2c...", status: active, expires_at: "2027-01-03T16:40:00Z",
+           path: /etc/schoolgate/provider-token,
            environment: test}
 retries:
   description: Requests that were retried (method, path, attempt, status, delay_s).
@@ -218,7 +220,8 @@ def explain_http(exc: HttpError, action: str) -> Failure:
     details: Dict[str, Any] = {"status": exc.status, "code": code, "attempts": exc.attempts}
     if exc.status == 0:
         return Failure(
-            "%s: поставщик недоступен (%s), попыток: %d. Проверьте адрес (base_url), сеть и хранилище доверенных "
+            "%s: поставщик недоступен (%s), попыток: %d. Проверьте адрес (base_url), сеть и "
+            "хранилище доверенных "
             "сертификатов (ca_file)." % (action, exc.reason, exc.attempts),
             **details,
         )
@@ -507,16 +510,17 @@ def run(module: AnsibleModule) -> Dict[str, Any]:
     if "certificate_hash" in svc:
         result["certificate_hash"] = svc["certificate_hash"]
     before_tok = "present" if os.path.exists(p["token_path"]) else "absent"
-    if p["token_state"] != "ignore":
+    wanted_tokens = p["token_state"]
+    if wanted_tokens != "ignore":
         if p["state"] == "present" and sid is None:  # check mode before the first registration
             result["token"] = {"status": "would_issue_token", "path": p["token_path"]}
-            if p["token_state"] != "absent":
+            if wanted_tokens != "absent":
                 reg.actions.append("issue_token")
         else:
             result["token"] = reg.ensure_token(
-                sid if p["token_state"] != "absent" or p["state"] == "present" else None
+                sid if wanted_tokens != "absent" or p["state"] == "present" else None
             )
-    after_tok = "absent" if p["state"] == "absent" or p["token_state"] == "absent" else "present"
+    after_tok = "absent" if p["state"] == "absent" or wanted_tokens == "absent" else "present"
     token_changed = any(a.endswith("_token") for a in reg.actions)
     result["actions"] = reg.actions
     result["changed"] = bool(reg.actions)
@@ -524,7 +528,7 @@ def run(module: AnsibleModule) -> Dict[str, Any]:
     if module._diff:
         before = dict(svc["before"] or {})
         after = dict(svc["after"] or {})
-        if p["token_state"] != "ignore":
+        if wanted_tokens != "ignore":
             before["token"] = before_tok
             after["token"] = "new" if token_changed and after_tok == "present" else after_tok
         result["diff"] = {

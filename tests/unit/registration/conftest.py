@@ -1,4 +1,4 @@
-"""Fixtures: a really started simulator on 127.0.0.1 and real `ansible-playbook` runs of the registration role."""
+"""Fixtures: a really started simulator on 127.0.0.1 and real `ansible-playbook` runs of the role."""
 
 from __future__ import annotations
 
@@ -134,7 +134,10 @@ def role_vars(sim: SimProcess, code: str, cert: Path, etc: Path, name: str, **ex
         "registration_api_url": f"https://{name.lower()}.school.test/api",
         "registration_access_code": code,
         "registration_environment": "test",
-        "registration_environments": {"test": {"base_url": sim.base, "ca_file": ""}, "prod": {"base_url": ""}},
+        "registration_environments": {
+            "test": {"base_url": sim.base, "ca_file": ""},
+            "prod": {"base_url": ""},
+        },
         "registration_certificate_path": str(cert),
         "registration_token_path": str(etc / "provider-token"),
         "registration_token_owner": pwd.getpwuid(os.getuid()).pw_name,

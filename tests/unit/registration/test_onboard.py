@@ -1,4 +1,4 @@
-"""playbooks/onboard.yml against a real simulator: document checks, submission, access code in Ansible Vault."""
+"""playbooks/onboard.yml against a real simulator: document checks, submission, code in Ansible Vault."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def _school(tmp: Path, sim: SimProcess, docs: dict[str, Path | None]) -> tuple[s
     inv_dir = tmp / "inventory"
     inv_dir.mkdir()
     (inv_dir / "hosts.ini").write_text(
-        "[schools]\nschool-017 ansible_connection=local ansible_python_interpreter=" + str(BIN / "python") + "\n"
+        "[schools]\nschool-017 ansible_connection=local ansible_python_interpreter="
+        + str(BIN / "python")
+        + "\n"
     )
     documents = {k: str(v) for k, v in docs.items() if v is not None}
     (tmp / "vault-pass").write_text("test-vault-password\n")
@@ -65,7 +67,13 @@ def test_onboarding_stores_the_access_code_only_in_vault(sim, tmp_path):
     assert vault.read_text().startswith("$ANSIBLE_VAULT;")
     assert vault.stat().st_mode & 0o077 == 0
     plain = subprocess.run(
-        [str(BIN / "ansible-vault"), "view", "--vault-password-file", str(tmp_path / "vault-pass"), str(vault)],
+        [
+            str(BIN / "ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(tmp_path / "vault-pass"),
+            str(vault),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -81,9 +89,18 @@ def test_onboarding_stores_the_access_code_only_in_vault(sim, tmp_path):
     assert again.rc == 0, again.output[-3000:]
     assert "changed=0" in again.stdout
     assert vault.read_text().startswith("$ANSIBLE_VAULT;")
-    assert code in subprocess.run(
-        [str(BIN / "ansible-vault"), "view", "--vault-password-file", str(tmp_path / "vault-pass"), str(vault)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    assert (
+        code
+        in subprocess.run(
+            [
+                str(BIN / "ansible-vault"),
+                "view",
+                "--vault-password-file",
+                str(tmp_path / "vault-pass"),
+                str(vault),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )

@@ -1,4 +1,4 @@
-"""The registration role and the gosuslugi_service module, run by real ansible-playbook against a real simulator."""
+"""The registration role and gosuslugi_service, run by real ansible-playbook against a real simulator."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _services(sim: SimProcess, code: str) -> dict[str, dict]:
     return {s["name"]: s for s in resp.json()["services"]}
 
 
-def test_register_from_scratch_then_idempotent_then_rotated_certificate(sim, access_code, certs, etc, tmp_path):
+def test_register_from_scratch_then_idempotent_then_rotated_certificate(
+    sim, access_code, certs, etc, tmp_path
+):
     name = _name()
     v = role_vars(sim, access_code, certs[0], etc, name)
 
@@ -44,7 +46,9 @@ def test_register_from_scratch_then_idempotent_then_rotated_certificate(sim, acc
     token = token_file.read_text()
     assert token.startswith("sgpt_")
     # the stored token really works against the provider
-    ok = requests.get(sim.base + "/services/v1/catalogue", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    ok = requests.get(
+        sim.base + "/services/v1/catalogue", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert ok.status_code == 200, ok.text
 
     again = run_playbook(PLAY, v, tmp_path)
@@ -72,7 +76,9 @@ def test_wrong_access_code_is_a_clear_failure(sim, certs, etc, tmp_path):
 
 
 def test_503_for_a_while_is_retried_then_succeeds(sim, access_code, certs, etc, tmp_path):
-    r = requests.put(sim.base + "/admin/v1/faults", json={"maintenance_s": 8, "paths": ["/cabinet/"]}, timeout=10)
+    r = requests.put(
+        sim.base + "/admin/v1/faults", json={"maintenance_s": 8, "paths": ["/cabinet/"]}, timeout=10
+    )
     assert r.status_code == 200
     v = role_vars(
         sim, access_code, certs[0], etc, _name(), registration_attempts=10, registration_backoff_max_s=3.0
@@ -86,7 +92,9 @@ def test_503_for_a_while_is_retried_then_succeeds(sim, access_code, certs, etc, 
 
 def test_permanent_503_fails_after_configured_attempts(sim, access_code, certs, etc, tmp_path):
     r = requests.put(
-        sim.base + "/admin/v1/faults", json={"rate_5xx": 1.0, "status_5xx": 503, "paths": ["/cabinet/"]}, timeout=10
+        sim.base + "/admin/v1/faults",
+        json={"rate_5xx": 1.0, "status_5xx": 503, "paths": ["/cabinet/"]},
+        timeout=10,
     )
     assert r.status_code == 200
     v = role_vars(sim, access_code, certs[0], etc, _name(), registration_attempts=3)
@@ -111,7 +119,9 @@ def test_token_never_in_output_even_at_vvv(sim, access_code, certs, etc, tmp_pat
         assert access_code not in out
         assert "sgpt_" not in out
     # the old token was revoked by the rotation
-    old = requests.get(sim.base + "/services/v1/catalogue", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    old = requests.get(
+        sim.base + "/services/v1/catalogue", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert old.status_code == 401
     # and revoke removes the file and kills the token
     gone = run_playbook(PLAY, {**v, "registration_token_state": "absent"}, tmp_path)
