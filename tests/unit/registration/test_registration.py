@@ -55,11 +55,14 @@ def test_register_from_scratch_then_idempotent_then_rotated_certificate(
     assert again.rc == 0, again.output[-3000:]
     assert again.recap()["changed"] == 0, again.stdout[-3000:]
     assert token_file.read_text() == token
+    planned = run_playbook(PLAY, v, tmp_path, "--check", "--diff")
+    assert planned.rc == 0 and planned.recap()["changed"] == 0, planned.stdout[-3000:]
 
     rotated = run_playbook(PLAY, {**v, "registration_certificate_path": str(certs[1])}, tmp_path, "--diff")
     assert rotated.rc == 0, rotated.output[-3000:]
     assert rotated.recap()["changed"] > 0
     assert "update_certificate" in rotated.stdout
+    assert "certificate_hash" in rotated.stdout  # the diff shows what changed
     after = _services(sim, access_code)[name]
     assert after["service_id"] == svc["service_id"], "certificate rotation must update in place"
     assert after["certificate_hash"] != svc["certificate_hash"]
@@ -146,3 +149,11 @@ def test_missing_certificate_is_named(sim, access_code, etc, tmp_path: Path):
     run = run_playbook(PLAY, v, tmp_path)
     assert run.rc != 0
     assert "signing_cert" in run.stdout and "nope.pem" in run.stdout
+
+
+def test_check_mode_on_a_fresh_host_plans_without_failing(sim, access_code, etc, tmp_path: Path):
+    v = role_vars(sim, access_code, tmp_path / "not-yet" / "cert.pem", etc, _name())
+    run = run_playbook(PLAY, v, tmp_path, "--check", "--diff")
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run.recap()["changed"] > 0 and "будет зарегистрирован" in run.stdout
+    assert not (etc / "provider-token").exists()
