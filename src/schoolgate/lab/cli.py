@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     inventory = Path(args.inventory)
     stages = site.site_stages(podman.PROJECT_DIR / "site.yml")
     _log(f"running site.yml (stages: {', '.join(stages) or 'none'}) against {inventory} ...")
+    _log("  (progress: tail -f reports/lab-site-*.log)")
     rc, recaps, log = site.run_site(inventory, podman.PROJECT_DIR / "reports")
     _log("")
     failed = site.failures(log.read_text(errors="replace"))

@@ -61,18 +61,17 @@ def run_site(
     with open(log, "w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
+        # Straight into the log so `tail -f` shows progress of a long run.
         proc = subprocess.run(
             cmd,
             cwd=podman.PROJECT_DIR,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            text=True,
             check=False,
         )
-        out.write(proc.stdout)
-    return proc.returncode, parse_recap(proc.stdout), log
+    return proc.returncode, parse_recap(log.read_text(errors="replace")), log
 
 
 def failures(output: str, limit: int = 10) -> list[str]:
