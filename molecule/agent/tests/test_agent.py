@@ -17,7 +17,8 @@ def test_listens_on_loopback_only(host):
 
 def test_runs_as_its_own_user_with_hardening(host):
     show = host.check_output(
-        "systemctl show schoolgate-agent -p User -p ProtectSystem -p NoNewPrivileges -p ReadWritePaths -p Restart"
+        "systemctl show schoolgate-agent -p User -p ProtectSystem -p NoNewPrivileges"
+        " -p ReadWritePaths -p Restart"
     )
     assert "User=schoolgate-agent" in show
     assert "ProtectSystem=strict" in show
@@ -47,7 +48,8 @@ def test_signed_push_is_stored_and_unsigned_is_refused(host):
         " 'subject': 'Math', 'grade': 5, 'date': '2026-11-20', 'teacher_id': 't-1'}\n"
         "body = json.dumps(rec).encode()\n"
         "out = {}\n"
-        "for name, headers in (('signed', sign(secret, 'POST', '/v1/records/grade', body)), ('unsigned', {})):\n"
+        "signed = sign(secret, 'POST', '/v1/records/grade', body)\n"
+        "for name, headers in (('signed', signed), ('unsigned', {})):\n"
         "    req = urllib.request.Request('http://127.0.0.1:8700/v1/records/grade', data=body,"
         " headers={**headers, 'Content-Type': 'application/json'}, method='POST')\n"
         "    try:\n"
@@ -58,11 +60,15 @@ def test_signed_push_is_stored_and_unsigned_is_refused(host):
     )
     result = json.loads(host.check_output(f"{VENV}/bin/python -c {json.dumps(script)}"))
     assert result == {"signed": 202, "unsigned": 401}
-    status = json.loads(host.check_output(f"{VENV}/bin/schoolgate agent -c /etc/schoolgate/agent.yaml status --json"))
+    status = json.loads(
+        host.check_output(f"{VENV}/bin/schoolgate agent -c /etc/schoolgate/agent.yaml status --json")
+    )
     assert status["queued"] >= 1
 
 
 def test_metrics_exposed(host):
-    out = host.check_output("curl -fsS http://127.0.0.1:8700/metrics || python3 -c \"import urllib.request;"
-                            "print(urllib.request.urlopen('http://127.0.0.1:8700/metrics').read().decode())\"")
+    out = host.check_output(
+        'curl -fsS http://127.0.0.1:8700/metrics || python3 -c "import urllib.request;'
+        "print(urllib.request.urlopen('http://127.0.0.1:8700/metrics').read().decode())\""
+    )
     assert "schoolgate_agent_queue_depth" in out
