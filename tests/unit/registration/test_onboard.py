@@ -61,6 +61,10 @@ def test_missing_and_invalid_documents_are_listed(sim, tmp_path):
 
 def test_onboarding_stores_the_access_code_only_in_vault(sim, tmp_path):
     inventory, extra = _school(tmp_path, sim, _docs(tmp_path))
+    vault = tmp_path / "inventory" / "host_vars" / "school-017" / "registration_vault.yml"
+    plan = run_playbook(PLAYBOOK, extra, tmp_path, "--check", inventory=inventory, env=_env(tmp_path))
+    assert plan.rc == 0, plan.output[-3000:]
+    assert "будет отправлен" in plan.stdout and not vault.exists()
     run = run_playbook(PLAYBOOK, extra, tmp_path, "-vvv", inventory=inventory, env=_env(tmp_path))
     assert run.rc == 0, run.output[-3000:]
     vault = tmp_path / "inventory" / "host_vars" / "school-017" / "registration_vault.yml"
