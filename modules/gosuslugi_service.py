@@ -299,8 +299,17 @@ class Registration:
 
         try:
             return client_certificate_hash(pem.encode("ascii"))
-        except Exception as exc:  # the ESIA core explains (e.g. no GOST engine); keep its text
-            raise Failure("Не удалось вычислить client_certificate_hash сертификата: %s" % exc) from None
+        except Exception as exc:  # the ESIA core explains (e.g. no GOST engine); keep its text and hint
+            text = "Не удалось вычислить client_certificate_hash сертификата: %s" % exc
+            details: Dict[str, Any] = {}
+            if EsiaError is not None and isinstance(exc, EsiaError):
+                text = "Сертификат подписи не принят (%s: %s). Что сделать: %s" % (
+                    exc.code,
+                    exc.message_ru,
+                    exc.hint or "проверьте файл сертификата",
+                )
+                details = {"code": exc.code, "esia": exc.as_dict()}
+            raise Failure(text, **details) from None
 
     def ensure_present(self) -> Dict[str, Any]:
         pem = self.certificate_pem()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,16 @@ from schoolgate.sim.keys import csr_for, generate_key
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+
+
+def _stdlib_python(tmp: Path) -> Path:
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    assert system, "system python3 needed"
+    wrapper = tmp / "python3-stdlib-only"
+    if not wrapper.exists():
+        wrapper.write_text(f'#!/bin/sh\nexec {system} -S "$@"\n')
+        wrapper.chmod(0o755)
+    return wrapper
 
 
 @dataclass
@@ -60,7 +71,8 @@ def run_playbook(
             "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
             "ANSIBLE_CACHE_PLUGIN": "memory",
             "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            # Like a target host: system python3 without site-packages (modules must be stdlib-only).
+            "ANSIBLE_PYTHON_INTERPRETER": str(_stdlib_python(tmp)),
             "PATH": f"{BIN}:{os.environ['PATH']}",
             **(env or {}),
         },

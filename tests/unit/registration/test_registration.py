@@ -157,3 +157,13 @@ def test_check_mode_on_a_fresh_host_plans_without_failing(sim, access_code, etc,
     assert run.rc == 0, run.stdout[-3000:]
     assert run.recap()["changed"] > 0 and "будет зарегистрирован" in run.stdout
     assert not (etc / "provider-token").exists()
+
+
+def test_broken_certificate_gets_the_esia_core_hint(sim, access_code, etc, tmp_path: Path):
+    bad = tmp_path / "cert.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n")
+    name = _name()
+    run = run_playbook(PLAY, role_vars(sim, access_code, bad, etc, name), tmp_path)
+    assert run.rc != 0
+    assert "SG-ESIA-108" in run.stdout and "Что сделать" in run.stdout, run.stdout[-3000:]
+    assert name not in _services(sim, access_code)
