@@ -167,3 +167,12 @@ def test_broken_certificate_gets_the_esia_core_hint(sim, access_code, etc, tmp_p
     assert run.rc != 0
     assert "SG-ESIA-108" in run.stdout and "Что сделать" in run.stdout, run.stdout[-3000:]
     assert name not in _services(sim, access_code)
+
+
+def test_unknown_token_owner_fails_before_any_change(sim, access_code, certs, etc, tmp_path: Path):
+    name = _name()
+    v = role_vars(sim, access_code, certs[0], etc, name, registration_token_owner="no-such-agent-user")
+    run = run_playbook(PLAY, v, tmp_path)
+    assert run.rc != 0
+    assert "registration_token_owner" in run.stdout and "no-such-agent-user" in run.stdout
+    assert name not in _services(sim, access_code)
