@@ -86,6 +86,11 @@ def build_topology(
     return hosts
 
 
+def _ini_value(value: str) -> str:
+    """Host-line values go through shlex: protect JSON lists so Ansible still parses them as lists."""
+    return f"'{value}'" if any(c in value for c in '"[ ') else value
+
+
 def render_inventory(hosts: list[LabHost]) -> str:
     """INI inventory: one group per role of host, all under `lab`, connected with podman."""
     lines = [
@@ -100,7 +105,7 @@ def render_inventory(hosts: list[LabHost]) -> str:
         lines.append(f"[{group}]")
         for host in members:
             hv = {"ansible_host": host.name, **host.vars}
-            lines.append(host.name + "".join(f" {k}={v}" for k, v in hv.items()))
+            lines.append(host.name + "".join(f" {k}={_ini_value(v)}" for k, v in hv.items()))
         lines.append("")
     lines.append("[lab:children]")
     lines.extend(groups)

@@ -79,6 +79,7 @@ def test_inventory_parses_with_ansible(tmp_path):
     provider = vm.get_vars(host=inv.get_host("provider"))
     assert provider["base_chrony_servers"] == []
     assert provider["base_chrony_local_stratum"] == 10
+    assert provider["base_chrony_allow"] == ["0.0.0.0/0"]  # a list, not the string '[0.0.0.0/0]'
 
 
 def test_empty_groups_still_render():
