@@ -1,0 +1,1 @@
+"""Compliance audit: check catalogue, waivers, evaluation of per-host evidence and reports."""

@@ -1,0 +1,480 @@
+"""Evaluate one host's evidence against the catalogue.
+
+Every evaluator returns (status, detail, observed): `status` is "pass", "fail" or "error" (evidence missing
+or unreadable - an auditor counts that as not proven, so it fails the run too). `observed` is the small
+piece of evidence the verdict rests on; it goes into the reports and never carries secrets (the evidence
+has none).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schoolgate.audit.catalogue import Check
+from schoolgate.audit.waivers import Waiver, find_waiver
+
+Verdict = tuple[str, str, dict[str, Any]]
+Evaluator = Callable[[dict[str, Any], dict[str, Any], float], Verdict]
+
+PASS, FAIL, ERROR, WAIVED, SKIPPED = "pass", "fail", "error", "waived", "skipped"
+FAILING = {FAIL, ERROR}
+_VERSIONS = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+
+@dataclass(frozen=True)
+class Result:
+    check: Check
+    host: str
+    status: str
+    detail: str
+    observed: dict[str, Any]
+    waiver: Waiver | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.status in FAILING
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "check": self.check.id,
+            "host": self.host,
+            "status": self.status,
+            "detail": self.detail,
+            "observed": self.observed,
+            "measures": list(self.check.measures),
+            "title": {"ru": self.check.title_ru, "en": self.check.title_en},
+            "remediation": dict(self.check.remediation),
+        }
+        if self.waiver is not None:
+            out["waiver"] = self.waiver.as_dict()
+        return out
+
+
+def _ts(iso: Any) -> float | None:
+    if not isinstance(iso, str) or not iso:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def _metric(ev: dict[str, Any], name: str, **labels: str) -> float | None:
+    samples = (((ev.get("facts") or {}).get("metrics") or {}).get("samples") or {}).get(name) or []
+    for s in samples:
+        if all(s.get("labels", {}).get(k) == v for k, v in labels.items()):
+            return float(s["value"])
+    return None
+
+
+def _tls(ev: dict[str, Any]) -> list[dict[str, Any]] | None:
+    probes = ev.get("tls")
+    if not isinstance(probes, list) or not probes:
+        return None
+    return probes
+
+
+def _unreachable(probes: list[dict[str, Any]]) -> dict[str, str]:
+    """Ports where the probe completed no handshake at all (nothing listening, TLS broken): a violation."""
+    return {
+        str(p.get("port")): str(p.get("msg") or "no TLS handshake")
+        for p in probes
+        if "accepted_versions" not in p
+    }
+
+
+def tls_protocols(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    probes = _tls(ev)
+    if probes is None:
+        return ERROR, "no TLS probe evidence", {}
+    down = _unreachable(probes)
+    if down:
+        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
+    floor = _VERSIONS.index(params.get("min_version", "TLSv1.2"))
+    bad: dict[str, list[str]] = {}
+    observed: dict[str, Any] = {}
+    for p in probes:
+        port = str(p.get("port"))
+        accepted = p.get("accepted_versions") or []
+        observed[port] = {"accepted": accepted, "unsupported_by_probe": p.get("unsupported_by_probe") or []}
+        old = [v for v in accepted if v in _VERSIONS and _VERSIONS.index(v) < floor]
+        if old:
+            bad[port] = old
+        if not [v for v in accepted if v in _VERSIONS and _VERSIONS.index(v) >= floor]:
+            bad.setdefault(port, []).append("no TLS 1.2+")
+    if bad:
+        return FAIL, "; ".join(f"port {k} accepts {', '.join(v)}" for k, v in bad.items()), observed
+    return PASS, "only TLS 1.2+ accepted", observed
+
+
+def tls_ciphers(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    probes = _tls(ev)
+    if probes is None:
+        return ERROR, "no TLS probe evidence", {}
+    down = _unreachable(probes)
+    if down:
+        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
+    allowed = set(params.get("allowed") or [])
+    observed: dict[str, Any] = {}
+    extra: dict[str, list[str]] = {}
+    for p in probes:
+        port = str(p.get("port"))
+        ciphers = list(p.get("tls12_ciphers") or [])
+        observed[port] = ciphers
+        weak = [c for c in ciphers if c not in allowed]
+        if weak:
+            extra[port] = weak
+    if extra:
+        return FAIL, "; ".join(f"port {k}: {', '.join(v)}" for k, v in extra.items()), observed
+    return PASS, "all accepted TLS 1.2 suites are in the profile", observed
+
+
+def tls_certificate(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    probes = _tls(ev)
+    if probes is None:
+        return ERROR, "no TLS probe evidence", {}
+    down = _unreachable(probes)
+    if down:
+        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
+    problems: list[str] = []
+    observed: dict[str, Any] = {}
+    for p in probes:
+        port = str(p.get("port"))
+        cert = p.get("certificate") or {}
+        days = cert.get("days_left")
+        observed[port] = {
+            "days_left": days,
+            "not_after": cert.get("not_after"),
+            "chain_trusted": p.get("chain_trusted"),
+            "verify_error": p.get("verify_error"),
+        }
+        if days is None:
+            problems.append(f"port {port}: no certificate read")
+            continue
+        if days < params.get("min_days", 14):
+            problems.append(f"port {port}: expires in {days} days")
+        if p.get("chain_trusted") is not True:
+            problems.append(f"port {port}: chain not trusted ({p.get('verify_error') or 'unknown'})")
+    if problems:
+        return FAIL, "; ".join(problems), observed
+    return PASS, "trusted and not expiring soon", observed
+
+
+def tls_hsts(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    probes = _tls(ev)
+    if probes is None:
+        return ERROR, "no TLS probe evidence", {}
+    down = _unreachable(probes)
+    if down:
+        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
+    problems: list[str] = []
+    observed: dict[str, Any] = {}
+    for p in probes:
+        port = str(p.get("port"))
+        hsts = p.get("hsts") or {}
+        max_age = hsts.get("max_age")
+        observed[port] = {"present": hsts.get("present"), "max_age": max_age}
+        if not hsts.get("present"):
+            problems.append(f"port {port}: no Strict-Transport-Security header")
+        elif max_age is None or int(max_age) < params.get("min_max_age", 15768000):
+            problems.append(f"port {port}: max-age {max_age} too short")
+    if problems:
+        return FAIL, "; ".join(problems), observed
+    return PASS, "HSTS present", observed
+
+
+def _expiry(info: dict[str, Any] | None, min_days: float, what: str) -> Verdict:
+    if not info:
+        return ERROR, f"no {what} evidence", {}
+    keys = ("path", "exists", "not_after", "expires_at", "days_left")
+    observed = {k: info.get(k) for k in keys if k in info}
+    if info.get("exists") is False:
+        return FAIL, f"{what} not installed ({info.get('path')})", observed
+    if info.get("error"):
+        return ERROR, f"{what}: {info['error']}", observed
+    days = info.get("days_left")
+    if days is None:
+        return ERROR, f"{what}: expiry unknown", observed
+    if days < min_days:
+        return FAIL, f"{what} expires in {days:.1f} days (< {min_days})", observed
+    return PASS, f"{what} valid for {days:.0f} more days", observed
+
+
+def signing_cert(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    info = (ev.get("facts") or {}).get("signing_cert")
+    return _expiry(info, params.get("min_days", 30), "signing certificate")
+
+
+def token_expiry(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    return _expiry((ev.get("facts") or {}).get("token"), params.get("min_days", 7), "provider token")
+
+
+def secret_permissions(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    files = (ev.get("facts") or {}).get("files")
+    if files is None:
+        return ERROR, "no file evidence", {}
+    limit = int(str(params.get("max_mode", "0640")), 8)
+    problems: list[str] = []
+    observed: dict[str, Any] = {}
+    for f in files:
+        if not f.get("exists"):
+            observed[f["path"]] = "absent" if f.get("exists") is False else f.get("error", "unknown")
+            continue
+        mode = int(f["mode"], 8)
+        observed[f["path"]] = f"{f['mode']} {f.get('owner')}:{f.get('group')}"
+        if mode & ~limit:
+            problems.append(f"{f['path']} mode {f['mode']} (at most {params.get('max_mode', '0640')})")
+    if problems:
+        return FAIL, "; ".join(problems), observed
+    if not [f for f in files if f.get("exists")]:
+        return ERROR, "none of the configured secret files exists", observed
+    return PASS, f"{sum(1 for f in files if f.get('exists'))} secret files restricted", observed
+
+
+def _backup_part(ev: dict[str, Any], part: str) -> tuple[dict[str, Any] | None, str | None]:
+    status = (ev.get("facts") or {}).get("backup_status")
+    if status is None:
+        return None, "backup status file missing (backup never ran or role not applied)"
+    if "error" in status and part not in status:
+        return None, f"backup status unreadable: {status['error']}"
+    section = status.get(part)
+    if not isinstance(section, dict):
+        return None, f"backup status has no '{part}' section yet"
+    return section, None
+
+
+def _age_verdict(
+    section: dict[str, Any], ts_keys: tuple[str, ...], max_hours: float, what: str, now: float
+) -> Verdict:
+    observed = {
+        k: section.get(k) for k in ("ok", "finished", "last_success", "error", *ts_keys) if k in section
+    }
+    if section.get("ok") is not True:
+        return FAIL, f"last {what} failed: {section.get('error') or 'ok=false'}", observed
+    ts = next((t for t in (_ts(section.get(k)) for k in ts_keys) if t is not None), None)
+    if ts is None:
+        return ERROR, f"{what}: no timestamp in status", observed
+    age_h = (now - ts) / 3600
+    observed["age_hours"] = round(age_h, 1)
+    if age_h > max_hours:
+        return FAIL, f"last successful {what} {age_h:.1f} h ago (> {max_hours} h)", observed
+    return PASS, f"last {what} ok {age_h:.1f} h ago", observed
+
+
+def backup_fresh(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    section, err = _backup_part(ev, "backup")
+    if section is None:
+        ts = _metric(ev, "schoolgate_backup_last_success_timestamp_seconds")
+        if ts is None:
+            return ERROR, err or "no backup evidence", {}
+        section = {"ok": True, "finished": dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()}
+    return _age_verdict(section, ("finished", "last_success"), params.get("max_age_hours", 26), "backup", now)
+
+
+def backup_check(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    section, err = _backup_part(ev, "check")
+    if section is None:
+        return ERROR, err or "no repository check evidence", {}
+    return _age_verdict(
+        section,
+        ("finished", "last_success", "started"),
+        params.get("max_age_hours", 192),
+        "repository check",
+        now,
+    )
+
+
+def restore_drill(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    section, err = _backup_part(ev, "drill")
+    if section is None:
+        return ERROR, err or "no restore drill evidence", {}
+    return _age_verdict(
+        section,
+        ("finished", "last_success", "dumped_at"),
+        params.get("max_age_hours", 192),
+        "restore drill",
+        now,
+    )
+
+
+def monitoring_alive(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    facts = ev.get("facts") or {}
+    unit = params.get("unit", "prometheus-node-exporter.service")
+    state = (facts.get("units") or {}).get(unit)
+    if state is None:
+        return ERROR, f"{unit} state not collected", {}
+    observed: dict[str, Any] = {"unit": unit, "active": state.get("active")}
+    if state.get("active") != "active":
+        return FAIL, f"{unit} is {state.get('active') or 'unknown'}", observed
+    last = _metric(ev, "schoolgate_expiry_collector_last_run_timestamp_seconds")
+    observed["collector_last_run"] = last
+    if last is None:
+        return FAIL, "expiry collector has never written metrics", observed
+    age_h = (now - last) / 3600
+    if age_h > params.get("max_collector_age_hours", 2):
+        return FAIL, f"expiry collector last ran {age_h:.1f} h ago", observed
+    return PASS, f"{unit} active, collectors fresh", observed
+
+
+def agent_health(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    agent = (ev.get("facts") or {}).get("agent")
+    if not agent:
+        return ERROR, "no agent evidence", {}
+    observed: dict[str, Any] = {"status": agent.get("status")}
+    body = agent.get("body") if isinstance(agent.get("body"), dict) else {}
+    if agent.get("status") != 200 or body.get("status") != "ok":
+        return FAIL, f"/healthz: {agent.get('status') or agent.get('error')}", observed
+    if body.get("writer") is False:
+        return FAIL, "agent outbox writer not running", observed
+    age = _metric(ev, "schoolgate_agent_queue_oldest_age_seconds")
+    observed["queue_oldest_age_seconds"] = age
+    if age is None:
+        return ERROR, "queue age metric not relayed (schoolgate_agent.prom missing)", observed
+    if age > params.get("max_queue_age_seconds", 3600):
+        return FAIL, f"oldest undelivered record waits {age:.0f} s", observed
+    return PASS, "healthy, queue fresh", observed
+
+
+def journald_persistent(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    j = (ev.get("facts") or {}).get("journald")
+    if not j:
+        return ERROR, "no journald evidence", {}
+    ok = j.get("storage") == "persistent" or (j.get("storage") == "auto" and j.get("persistent_dir"))
+    if not ok:
+        return FAIL, f"Storage={j.get('storage')}, /var/log/journal exists: {j.get('persistent_dir')}", j
+    return PASS, "journal stored on disk", j
+
+
+def logrotate(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    lr = (ev.get("facts") or {}).get("logrotate")
+    if lr is None:
+        return ERROR, "no logrotate evidence", {}
+    missing = [p for p, exists in lr.items() if not exists]
+    if missing:
+        return FAIL, f"missing {', '.join(missing)}", lr
+    return PASS, "logrotate configured", lr
+
+
+def time_sync(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    t = (ev.get("facts") or {}).get("time")
+    if not t:
+        return ERROR, "no time evidence", {}
+    tr = t.get("chrony_tracking") or {}
+    observed = {
+        "ntp_synchronized": t.get("ntp_synchronized"),
+        "stratum": tr.get("stratum"),
+        "offset_s": tr.get("system_offset_s"),
+        "leap_status": tr.get("leap_status"),
+    }
+    if not tr:
+        return FAIL, f"chrony not answering: {t.get('chrony_error') or 'no tracking data'}", observed
+    if not tr.get("stratum") or str(tr.get("leap_status", "")).lower().startswith("not"):
+        return FAIL, "chrony has no synchronised source", observed
+    offset = abs(float(tr.get("system_offset_s") or 0.0))
+    if offset > params.get("max_offset_seconds", 1.0):
+        return FAIL, f"clock offset {offset:.3f} s", observed
+    return PASS, f"synchronised, stratum {tr.get('stratum')}", observed
+
+
+def security_updates(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    u = (ev.get("facts") or {}).get("updates")
+    if not u:
+        return ERROR, "no update evidence", {}
+    if u.get("error"):
+        return ERROR, f"apt simulation failed: {u['error']}", {}
+    age = u.get("lists_age_seconds")
+    observed = {
+        "security": u.get("security") or [],
+        "pending_total": len(u.get("pending") or []),
+        "lists_age_hours": None if age is None else round(age / 3600, 1),
+    }
+    if u.get("security"):
+        names = ", ".join(u["security"][:10])
+        return FAIL, f"{len(u['security'])} security updates pending: {names}", observed
+    if age is None or age / 3600 > params.get("max_lists_age_hours", 48):
+        return FAIL, "package lists stale or missing: pending updates unknown", observed
+    return PASS, "no pending security updates", observed
+
+
+def integrity(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    i = (ev.get("facts") or {}).get("integrity")
+    if not i or i.get("skipped"):
+        return ERROR, "integrity not verified (no packages configured)", {}
+    if i.get("tool") is None:
+        return FAIL, f"integrity tool unavailable: {i.get('error')}", {}
+    changed = i.get("changed_files") or []
+    observed = {"packages": i.get("packages"), "changed_files": changed[:50]}
+    if changed:
+        return FAIL, f"{len(changed)} package files modified", observed
+    return PASS, f"{len(i.get('packages') or [])} packages verified", observed
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    f.__name__: f
+    for f in (
+        tls_protocols,
+        tls_ciphers,
+        tls_certificate,
+        tls_hsts,
+        signing_cert,
+        token_expiry,
+        secret_permissions,
+        backup_fresh,
+        backup_check,
+        restore_drill,
+        monitoring_alive,
+        agent_health,
+        journald_persistent,
+        logrotate,
+        time_sync,
+        security_updates,
+        integrity,
+    )
+}
+
+
+def evaluate_host(
+    evidence: dict[str, Any],
+    checks: list[Check],
+    waivers: list[Waiver],
+    now: float | None = None,
+    today: dt.date | None = None,
+) -> list[Result]:
+    host = str(evidence.get("host") or "?")
+    if now is None:
+        now = _ts(evidence.get("collected_at")) or time.time()
+    if today is None:
+        today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    skip = set(evidence.get("skipped_checks") or [])
+    results: list[Result] = []
+    for check in checks:
+        if check.id in skip:
+            results.append(Result(check, host, SKIPPED, "skipped by audit_skip_checks", {}))
+            continue
+        try:
+            status, detail, observed = EVALUATORS[check.evaluator](evidence, check.params, now)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            status, detail, observed = ERROR, f"evidence malformed: {type(exc).__name__}: {exc}", {}
+        waiver = find_waiver(waivers, check.id, host)
+        if waiver is not None and status in FAILING:
+            if waiver.expired(today):
+                detail = f"{detail} (waiver by {waiver.owner} expired {waiver.expires.isoformat()})"
+                results.append(Result(check, host, FAIL, detail, observed, waiver))
+                continue
+            results.append(Result(check, host, WAIVED, detail, observed, waiver))
+            continue
+        results.append(Result(check, host, status, detail, observed, waiver if status in FAILING else None))
+    return results
+
+
+def epoch(iso: str) -> float:
+    """ISO 8601 UTC 'YYYY-MM-DDTHH:MM:SSZ' to epoch seconds (report timestamps)."""
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
