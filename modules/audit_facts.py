@@ -196,8 +196,15 @@ def file_facts(paths: List[str]) -> List[Dict[str, Any]]:
             group = grp.getgrgid(st.st_gid).gr_name
         except KeyError:
             group = str(st.st_gid)
-        out.append({"path": path, "exists": True, "mode": "%04o" % stat.S_IMODE(st.st_mode),
-                    "owner": owner, "group": group})
+        out.append(
+            {
+                "path": path,
+                "exists": True,
+                "mode": "%04o" % stat.S_IMODE(st.st_mode),
+                "owner": owner,
+                "group": group,
+            }
+        )
     return out
 
 
@@ -256,11 +263,16 @@ def textfile_metrics(directory: str) -> Dict[str, Any]:
 def unit_facts(units: List[str], timeout: float) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for unit in units:
-        r = _run(["systemctl", "show", unit, "--property=ActiveState,SubState,UnitFileState,LoadState"],
-                 timeout)
+        r = _run(
+            ["systemctl", "show", unit, "--property=ActiveState,SubState,UnitFileState,LoadState"], timeout
+        )
         props = dict(line.split("=", 1) for line in r["stdout"].splitlines() if "=" in line)
-        out[unit] = {"active": props.get("ActiveState"), "sub": props.get("SubState"),
-                     "enabled": props.get("UnitFileState"), "load": props.get("LoadState")}
+        out[unit] = {
+            "active": props.get("ActiveState"),
+            "sub": props.get("SubState"),
+            "enabled": props.get("UnitFileState"),
+            "load": props.get("LoadState"),
+        }
         if r["rc"] not in (0,):
             out[unit]["error"] = r["stderr"]
     return out
@@ -278,14 +290,21 @@ def time_facts(timeout: float) -> Dict[str, Any]:
         # chronyc -c tracking: ref id, ref name, stratum, ref time, system offset, last offset, ...,
         # leap status last. Stratum 0 / "Not synchronised" means no usable source.
         try:
-            tracking = {"reference": f[1], "stratum": int(f[2]), "system_offset_s": float(f[4]),
-                        "leap_status": f[-1]}
+            tracking = {
+                "reference": f[1],
+                "stratum": int(f[2]),
+                "system_offset_s": float(f[4]),
+                "leap_status": f[-1],
+            }
         except (IndexError, ValueError):
             tracking = {"raw": tr["stdout"].strip()[:300]}
     virt = _run(["systemd-detect-virt"], timeout)
-    return {"ntp_synchronized": synced, "chrony_tracking": tracking,
-            "chrony_error": None if tr["rc"] == 0 else tr["stderr"],
-            "virtualization": virt["stdout"].strip() or None}
+    return {
+        "ntp_synchronized": synced,
+        "chrony_tracking": tracking,
+        "chrony_error": None if tr["rc"] == 0 else tr["stderr"],
+        "virtualization": virt["stdout"].strip() or None,
+    }
 
 
 def journald_facts() -> Dict[str, Any]:
@@ -322,11 +341,17 @@ def update_facts(timeout: float) -> Dict[str, Any]:
     ages = []
     lists = "/var/lib/apt/lists"
     with contextlib.suppress(OSError):
-        ages = [os.stat(os.path.join(lists, n)).st_mtime for n in os.listdir(lists)
-                if n.endswith(("Packages", "Packages.lz4", "Packages.xz"))]
-    return {"pending": pending, "security": security,
-            "lists_age_seconds": (time.time() - max(ages)) if ages else None,
-            "error": None if r["rc"] == 0 else (r["stderr"] or "apt-get exited %s" % r["rc"])}
+        ages = [
+            os.stat(os.path.join(lists, n)).st_mtime
+            for n in os.listdir(lists)
+            if n.endswith(("Packages", "Packages.lz4", "Packages.xz"))
+        ]
+    return {
+        "pending": pending,
+        "security": security,
+        "lists_age_seconds": (time.time() - max(ages)) if ages else None,
+        "error": None if r["rc"] == 0 else (r["stderr"] or "apt-get exited %s" % r["rc"]),
+    }
 
 
 def agent_facts(base_url: str, timeout: float) -> Dict[str, Any]:
@@ -384,8 +409,7 @@ def integrity_facts(packages: List[str], timeout: float) -> Dict[str, Any]:
     if r["rc"] is None:
         return {"tool": None, "error": r["stderr"]}
     changed = re.findall(r"(/\S+)", r["stdout"] + "\n" + r["stderr"])
-    return {"tool": "debsums", "packages": packages, "changed_files": sorted(set(changed)),
-            "rc": r["rc"]}
+    return {"tool": "debsums", "packages": packages, "changed_files": sorted(set(changed)), "rc": r["rc"]}
 
 
 def _iso(ts: float) -> str:

@@ -56,6 +56,9 @@ class Result:
 
 
 def _ts(iso: Any) -> float | None:
+    """Epoch seconds from an ISO 8601 string or a number (the backup status file uses epoch floats)."""
+    if isinstance(iso, (int, float)) and not isinstance(iso, bool):
+        return float(iso)
     if not isinstance(iso, str) or not iso:
         return None
     try:
