@@ -1,6 +1,7 @@
 """The agent role on a real systemd host: service, hardening, secrets, and a signed push that is stored."""
 
 import json
+import shlex
 
 VENV = "/opt/schoolgate-agent/venv"
 
@@ -58,7 +59,7 @@ def test_signed_push_is_stored_and_unsigned_is_refused(host):
         "        out[name] = exc.code\n"
         "print(json.dumps(out))\n"
     )
-    result = json.loads(host.check_output(f"{VENV}/bin/python -c {json.dumps(script)}"))
+    result = json.loads(host.check_output(f"{VENV}/bin/python -c {shlex.quote(script)}"))
     assert result == {"signed": 202, "unsigned": 401}
     status = json.loads(
         host.check_output(f"{VENV}/bin/schoolgate agent -c /etc/schoolgate/agent.yaml status --json")
