@@ -2,7 +2,7 @@
 """schoolgate-backup: back up the school portal database and files with restic, prove restores.
 
 Installed by the ``backup`` role as ``/usr/local/sbin/schoolgate-backup``. Standard library only: it runs on a
-bare Debian school server. Configuration is a JSON file written by the role (``/etc/schoolgate/backup.json``).
+bare Debian school server. Configuration is a JSON file written by the role (``/etc/schoolgate/backup/backup.json``).
 
 Subcommands:
   run       dump the database (pg_dump -Fc + globals + table manifest), restic backup, forget/prune, check
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-DEFAULT_CONFIG = "/etc/schoolgate/backup.json"
+DEFAULT_CONFIG = "/etc/schoolgate/backup/backup.json"
 TAG = "schoolgate"
 DUMP_NAME = "portal.dump"
 GLOBALS_NAME = "globals.sql"
