@@ -2,7 +2,8 @@
 """schoolgate-backup: back up the school portal database and files with restic, prove restores.
 
 Installed by the ``backup`` role as ``/usr/local/sbin/schoolgate-backup``. Standard library only: it runs on a
-bare Debian school server. Configuration is a JSON file written by the role (``/etc/schoolgate/backup/backup.json``).
+bare Debian school server. Configuration is a JSON file written by the role
+(``/etc/schoolgate/backup/backup.json``).
 
 Subcommands:
   run       dump the database (pg_dump -Fc + globals + table manifest), restic backup, forget/prune, check
