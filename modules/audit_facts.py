@@ -14,7 +14,7 @@ description:
     log rotation, pending security updates, the agent's health endpoint and the expiry of the signing
     certificate and of the provider access token.
   - The module only reads. It never writes a file, never starts a unit and never reports C(changed).
-    C(apt-get) is only run with C(--simulate) and never refreshes package lists.
+    C(apt-get) is only run with C(-s) (simulate, C(dist-upgrade)) and never refreshes package lists.
   - It does not judge anything; pass/fail decisions and the mapping to ФСТЭК / 152-ФЗ / GDPR measures
     live in the controller-side catalogue, so one evidence file can be re-evaluated against new waivers.
   - Standard library only, so it runs on a bare Debian host. Secrets are never read; for key and token
@@ -327,7 +327,8 @@ def journald_facts() -> Dict[str, Any]:
 
 def update_facts(timeout: float) -> Dict[str, Any]:
     env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-    r = _run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"], timeout * 3, env=env)
+    # dist-upgrade, not upgrade: a security fix that pulls in a new dependency is "kept back" by upgrade.
+    r = _run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "dist-upgrade"], timeout * 3, env=env)
     pending: List[str] = []
     security: List[str] = []
     for line in r["stdout"].splitlines():

@@ -331,6 +331,8 @@ def agent_health(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verd
     agent = (ev.get("facts") or {}).get("agent")
     if not agent:
         return ERROR, "no agent evidence", {}
+    if agent.get("skipped"):
+        return ERROR, "agent probe disabled (audit_agent_url empty); use audit_skip_checks instead", {}
     observed: dict[str, Any] = {"status": agent.get("status")}
     body = agent.get("body") if isinstance(agent.get("body"), dict) else {}
     if agent.get("status") != 200 or body.get("status") != "ok":

@@ -111,3 +111,9 @@ def test_evaluation_does_not_mutate_evidence(checks) -> None:
     before = copy.deepcopy(ev)
     evaluate_host(ev, checks, [], now=NOW)
     assert ev == before
+
+
+def test_disabled_agent_probe_is_not_a_pass(checks) -> None:
+    ev = clean_evidence()
+    ev["facts"]["agent"] = {"skipped": True}
+    assert statuses(ev, checks)["AGENT-HEALTH"] == "error"
