@@ -264,6 +264,8 @@ def count_file_errors(path: Path, state: dict[str, Any]) -> int:
         stat = path.stat()
     except FileNotFoundError:
         return 0
+    except OSError as exc:
+        raise CollectorError(f"cannot read {path}: {exc.strerror}") from exc
     inode, size = stat.st_ino, stat.st_size
     known = state.get("inode") == inode
     offset = int(state.get("offset", 0)) if known else 0
@@ -273,7 +275,11 @@ def count_file_errors(path: Path, state: dict[str, Any]) -> int:
     if size < offset:
         offset = 0
     count = 0
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CollectorError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
         handle.seek(offset)
         for line in handle:
             if not line.endswith(b"\n"):
@@ -330,9 +336,12 @@ def collect_logerrors(
         counts[unit] = counts.get(unit, 0) + new
     for file_name in config.get("log_files", []):
         key = "file:" + file_name
-        counts[file_name] = counts.get(file_name, 0) + count_file_errors(
-            Path(file_name), sources.setdefault(key, {})
-        )
+        try:
+            new = count_file_errors(Path(file_name), sources.setdefault(key, {}))
+        except CollectorError as exc:
+            problems.append(str(exc))
+            new = 0
+        counts[file_name] = counts.get(file_name, 0) + new
     wanted = set(config.get("log_units", [])) | set(config.get("log_files", []))
     for source in sorted(wanted):
         out.add(
