@@ -36,6 +36,7 @@ def test_clean_fleet_exits_zero_and_writes_three_reports(tmp_path: Path) -> None
     assert data["totals"]["pass"] == 2 * len(data["checks"]) and not data["failed"]
     out = tmp_path / "out"
     assert len(list(out.glob("*.junit.xml"))) == 1 and len(list(out.glob("*.html"))) == 1
+    assert "Примените" not in next(out.glob("*.html")).read_text(encoding="utf-8")  # no hints: no failures
 
 
 def test_violation_exits_nonzero_and_shows_in_every_format(tmp_path: Path, capsys) -> None:
@@ -53,7 +54,8 @@ def test_violation_exits_nonzero_and_shows_in_every_format(tmp_path: Path, capsy
     suites = {s.get("name"): s for s in junit.getroot()}
     assert suites["school-002"].get("failures") == "1" and suites["school-001"].get("failures") == "0"
     html = next((tmp_path / "out").glob("*.html")).read_text(encoding="utf-8")
-    assert "SECRET-PERMS" in html and "нарушение" in html and "playbooks" not in html.split("SECRET-PERMS")[0]
+    assert "SECRET-PERMS" in html and "нарушение" in html
+    assert "Примените site.yml" in html  # remediation hint naming the playbook, shown for the failure
 
 
 def test_newest_evidence_per_host_wins(tmp_path: Path) -> None:
