@@ -157,6 +157,7 @@ def tls_certificate(ev: dict[str, Any], params: dict[str, Any], now: float) -> V
             "days_left": days,
             "not_after": cert.get("not_after"),
             "chain_trusted": p.get("chain_trusted"),
+            "hostname_match": p.get("hostname_match"),
             "verify_error": p.get("verify_error"),
         }
         if days is None:
@@ -164,6 +165,8 @@ def tls_certificate(ev: dict[str, Any], params: dict[str, Any], now: float) -> V
             continue
         if days < params.get("min_days", 14):
             problems.append(f"port {port}: expires in {days} days")
+        if p.get("hostname_match") is False:
+            problems.append(f"port {port}: certificate does not cover {p.get('server_name')}")
         if p.get("chain_trusted") is not True:
             problems.append(f"port {port}: chain not trusted ({p.get('verify_error') or 'unknown'})")
     if problems:

@@ -34,6 +34,8 @@ def clean_evidence(host: str = "school-001", now: float = NOW) -> dict[str, Any]
                 "tls12_ciphers": ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-CHACHA20-POLY1305"],
                 "certificate": {"days_left": 300, "not_after": "2027-09-30T00:00:00+00:00"},
                 "chain_trusted": True,
+                "hostname_match": True,
+                "server_name": "school-001.lab.schoolgate.test",
                 "verify_error": None,
                 "hsts": {"present": True, "max_age": 63072000},
             }

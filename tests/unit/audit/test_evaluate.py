@@ -117,3 +117,10 @@ def test_disabled_agent_probe_is_not_a_pass(checks) -> None:
     ev = clean_evidence()
     ev["facts"]["agent"] = {"skipped": True}
     assert statuses(ev, checks)["AGENT-HEALTH"] == "error"
+
+
+def test_certificate_for_another_name_fails(checks) -> None:
+    ev = clean_evidence()
+    ev["tls"][0]["hostname_match"] = False
+    res = {r.check.id: r for r in evaluate_host(ev, checks, [], now=NOW)}
+    assert res["TLS-CERT"].status == "fail" and "school-001.lab.schoolgate.test" in res["TLS-CERT"].detail
