@@ -1,0 +1,45 @@
+"""The suite runner's accounting: WIP scenarios are counted as skipped, never silently dropped."""
+
+from pathlib import Path
+
+import pytest
+
+from schoolgate.lab import testrun
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("alpha", "beta", "_shared"):
+        (tmp_path / "molecule" / name).mkdir(parents=True)
+        (tmp_path / "molecule" / name / "molecule.yml").write_text("---\n")
+    monkeypatch.setattr(testrun, "PROJECT", tmp_path)
+    monkeypatch.setattr(testrun, "REPORTS", tmp_path / "reports")
+    return tmp_path
+
+
+def test_shared_is_not_a_scenario(project: Path) -> None:
+    assert testrun.scenarios() == ["alpha", "beta"]
+
+
+def test_wip_marker_reason(project: Path) -> None:
+    assert testrun.wip_reason("alpha") is None
+    (project / "molecule" / "beta" / "WIP").write_text("verify fails on trixie:\n  see issue 8\n")
+    assert testrun.wip_reason("beta") == "verify fails on trixie: see issue 8"
+
+
+def test_wip_scenario_is_skipped_not_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+
+    def fake_run(cmd, log, timeout=None):
+        ran.append(list(cmd))
+        return 0
+
+    monkeypatch.setattr(testrun, "_run", fake_run)
+    (project / "molecule" / "beta" / "WIP").write_text("not green yet")
+    results = {r.name: r for r in testrun.stage_molecule(["alpha", "beta"], jobs=1)}
+    assert (results["molecule:alpha"].passed, results["molecule:alpha"].skipped) == (1, 0)
+    beta = results["molecule:beta"]
+    assert (beta.passed, beta.failed, beta.skipped) == (0, 0, 1)
+    assert "not green yet" in beta.note
+    assert not any("beta" in " ".join(cmd) for cmd in ran)
+    assert any(cmd[:3] == ["molecule", "test", "-s"] and cmd[3] == "alpha" for cmd in ran)
