@@ -57,5 +57,7 @@ def test_admin_api_needs_the_host_generated_token(host):
 
 
 def test_gost_esia_keys(host):
-    out = host.check_output("openssl x509 -engine gost -in /var/lib/schoolgate-sim/keys/esia-1.crt -noout -text 2>/dev/null")
+    out = host.check_output(
+        "openssl x509 -engine gost -in /var/lib/schoolgate-sim/keys/esia-1.crt -noout -text 2>/dev/null"
+    )
     assert "GOST R 34.10-2012" in out or "gost2012_256" in out.lower()
