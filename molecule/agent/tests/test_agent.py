@@ -21,7 +21,7 @@ def test_runs_as_its_own_user_with_hardening(host):
         "systemctl show schoolgate-agent -p User -p ProtectSystem -p NoNewPrivileges"
         " -p ReadWritePaths -p Restart"
     )
-    assert "User=schoolgate-agent" in show
+    assert "User=schoolgate" in show.splitlines()
     assert "ProtectSystem=strict" in show
     assert "NoNewPrivileges=yes" in show
     assert "ReadWritePaths=/var/lib/schoolgate-agent" in show
@@ -30,9 +30,9 @@ def test_runs_as_its_own_user_with_hardening(host):
 
 def test_secret_and_config_permissions(host):
     secret = host.file("/etc/schoolgate/agent-hmac.key")
-    assert secret.mode == 0o640 and secret.user == "root" and secret.group == "schoolgate-agent"
+    assert secret.mode == 0o640 and secret.user == "root" and secret.group == "schoolgate"
     cfg = host.file("/etc/schoolgate/agent.yaml")
-    assert cfg.mode == 0o640 and cfg.group == "schoolgate-agent"
+    assert cfg.mode == 0o640 and cfg.group == "schoolgate"
     assert "managed" in cfg.content_string.lower()
 
 
