@@ -57,7 +57,9 @@ def run_site(
     env = podman.podman_env()
     env["ANSIBLE_CONFIG"] = str(podman.PROJECT_DIR / "ansible.cfg")
     env["ANSIBLE_NOCOLOR"] = "1"
-    cmd = ["ansible-playbook", "-i", str(inventory), "site.yml", *(extra or [])]
+    # --flush-cache: lab containers get new addresses whenever they are recreated, and cached facts would make
+    # exporters bind to an address the container no longer has.
+    cmd = ["ansible-playbook", "--flush-cache", "-i", str(inventory), "site.yml", *(extra or [])]
     with open(log, "w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
