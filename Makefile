@@ -9,11 +9,14 @@ PYTHON ?= python3
 # Host packages the kit and its tests need (one list; other areas add theirs here).
 #   iptables: netavark 1.4 needs it to set up container networking.
 #   python3-venv/pip: the dev venv.  libengine-gost-openssl: GOST crypto for ESIA signing.
-#   nginx-light: tls_probe unit tests run a real nginx.  prometheus: promtool for the alert-rule tests.
+#   nginx-light: tls_probe unit tests run a real nginx.  prometheus*, zabbix-agent2: promtool, amtool, blackbox
+#   --config.check and zabbix_agent2 -t in the monitoring tests.  restic: backup script tests.
+#   postgresql, wrk: backup and agent benchmarks.
 #   chromium, chromium-driver: the simulator's end-to-end test drives the ESIA login page in a real browser.
 DEBIAN_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables slirp4netns \
 	libengine-gost-openssl openssl python3 python3-venv python3-pip git make tar ca-certificates \
-	nginx-light prometheus chromium chromium-driver
+	nginx-light prometheus prometheus-alertmanager prometheus-blackbox-exporter zabbix-agent2 restic \
+	postgresql wrk chromium chromium-driver
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(PROJECT)/lab/containers.conf
