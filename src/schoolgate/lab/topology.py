@@ -18,6 +18,10 @@ LAB_VARS: tuple[str, ...] = (
     "schoolgate_lab=true",
     'base_chrony_servers=["provider"]',
     "base_chrony_server_type=server",
+    # A production site keeps this in Ansible Vault; the lab generates one per school on first use
+    # (the password lookup writes it 0600 under the git-ignored lab/state/).
+    "backup_repository_password=\"{{ lookup('ansible.builtin.password', inventory_dir ~ '/lab/state/secrets/"
+    "backup-' ~ inventory_hostname, length=32, chars=['ascii_letters', 'digits']) }}\"",
 )
 PROVIDER_VARS: dict[str, str] = {
     "base_chrony_servers": "[]",
