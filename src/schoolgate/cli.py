@@ -45,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    prepare = getattr(args, "prepare", None)  # area-wide options (e.g. `lab --lab NS`) applied first
+    if prepare is not None:
+        try:
+            prepare(args)
+        except ValueError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 2
     return int(handler(args) or 0)
 
 

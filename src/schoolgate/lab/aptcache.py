@@ -69,7 +69,7 @@ def _build_image(log: Callable[[str], None]) -> None:
 def ensure(log: Callable[[str], None] = print) -> str:
     """Make sure the cache container runs. Returns what was done: 'running', 'started'."""
     images.ensure_image("bookworm", log=log)
-    podman.ensure_network()
+    podman.ensure_network(podman.NETWORK)
     with images._locked("aptcache"):
         labels = podman.image_labels(IMAGE)
         rebuilt = False
@@ -106,6 +106,27 @@ def ensure(log: Callable[[str], None] = print) -> str:
                 return "started"
             time.sleep(0.5)
         raise podman.PodmanError(NAME, "start apt cache container", podman.container_logs(NAME))
+
+
+def attach(network: str) -> None:
+    """Make the cache reachable (as `schoolgate-aptcache`) from a namespaced lab network too."""
+    if network == podman.NETWORK or podman.container_state(NAME) != "running":
+        return
+    proc = podman.run(
+        [
+            "container",
+            "inspect",
+            "--format",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            NAME,
+        ],
+        subject=NAME,
+        action="inspect networks",
+        check=False,
+    )
+    if network in proc.stdout.split():
+        return
+    podman.run(["network", "connect", network, NAME], subject=NAME, action=f"connect to {network}")
 
 
 def stop() -> bool:

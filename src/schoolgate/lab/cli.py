@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,6 +12,19 @@ from pathlib import Path
 from schoolgate.lab import aptcache, hosts, images, podman, site, testrun, topology
 
 DEFAULT_INVENTORY = podman.PROJECT_DIR / "inventory.lab.ini"
+
+
+def inventory_path(ns: str = "") -> Path:
+    """Inventory of a lab namespace; it sits in the project root so `inventory_dir` finds lab/state."""
+    return podman.PROJECT_DIR / f"inventory.lab-{ns}.ini" if ns else DEFAULT_INVENTORY
+
+
+def _ns() -> str:
+    return podman.lab_namespace()
+
+
+def _inventory(args: argparse.Namespace) -> Path:
+    return Path(args.inventory) if getattr(args, "inventory", None) else inventory_path(_ns())
 
 
 def _log(msg: str) -> None:
@@ -57,7 +72,7 @@ def cmd_aptcache(args: argparse.Namespace) -> int:
 
 def _topology(args: argparse.Namespace) -> list[topology.LabHost]:
     infra = tuple(h for h in ("provider", "monitor", "backup") if h not in (args.without or []))
-    return topology.build_topology(args.schools, suite=args.suite, infra=infra)
+    return topology.build_topology(args.schools, suite=args.suite, infra=infra, ns=_ns())
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -66,12 +81,19 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    ns = _ns()
     lab_hosts = _topology(args)
     _ensure_images(sorted({h.suite for h in lab_hosts}))
-    podman.ensure_network()
+    network = podman.network_name(ns)
+    podman.ensure_network(network)
     _ensure_aptcache(not args.no_aptcache)
-    wanted = {h.name for h in lab_hosts}
-    for extra in sorted(set(hosts.lab_containers()) - wanted):
+    if not args.no_aptcache:
+        try:
+            aptcache.attach(network)
+        except podman.PodmanError as exc:
+            _warn(f"apt cache not reachable from {network}, containers will download directly: {exc}")
+    wanted = {h.container for h in lab_hosts}
+    for extra in sorted(set(hosts.lab_containers(ns)) - wanted):
         podman.remove_container(extra)  # e.g. school-005 from an earlier `--schools 5`
         _log(f"{extra}: removed (not in this topology)")
     try:
@@ -79,10 +101,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except hosts.HostStartError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
-    inventory = Path(args.inventory)
+    inventory = _inventory(args)
     inventory.write_text(topology.render_inventory(lab_hosts))
-    hosts.save_topology(lab_hosts, inventory)
-    _log(f"inventory: {inventory}")
+    hosts.save_topology(lab_hosts, inventory, ns)
+    _log(f"inventory: {inventory}" + (f" (lab namespace {ns!r})" if ns else ""))
     return 0
 
 
@@ -91,11 +113,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     rc = cmd_up(args)
     if rc != 0:
         return rc
-    inventory = Path(args.inventory)
+    ns = _ns()
+    inventory = _inventory(args)
     stages = site.site_stages(podman.PROJECT_DIR / "site.yml")
     _log(f"running site.yml (stages: {', '.join(stages) or 'none'}) against {inventory} ...")
-    _log("  (progress: tail -f reports/lab-site-*.log)")
-    rc, recaps, log = site.run_site(inventory, podman.PROJECT_DIR / "reports")
+    _log(f"  (progress: tail -f reports/lab-{ns + '-' if ns else ''}site-*.log)")
+    rc, recaps, log = site.run_site(inventory, podman.PROJECT_DIR / "reports", ns=ns)
     _log("")
     failed = site.failures(log.read_text(errors="replace"))
     if failed:
@@ -120,7 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _log(f"site.yml imports: {', '.join(stages)}; stages not written yet are simply not run.")
     _log(f"inventory: {inventory}")
     _log(f"log:       {log}")
-    _log("status:    schoolgate lab status   |   shell: podman exec -it school-001 bash")
+    _log(
+        "status:    schoolgate lab status   |   shell: podman exec -it "
+        f"{topology.container_name('school-001', ns)} bash"
+    )
     _log(f"lab run finished in {time.monotonic() - started:.0f}s, ansible-playbook exit code {rc}")
     if not recaps:
         _log("ERROR: no PLAY RECAP in the output; see the log")
@@ -129,33 +155,63 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    removed = hosts.down(log=_log)
+    ns = _ns()
+    removed = hosts.down(log=_log, ns=ns)
     if args.all:
-        if aptcache.stop():
+        # The apt cache is shared by every namespace: only the default lab's `down --all` removes it.
+        if not ns and aptcache.stop():
             _log(f"{aptcache.NAME}: removed")
-        proc = podman.run(["network", "rm", podman.NETWORK], subject=podman.NETWORK, action="rm", check=False)
+        network = podman.network_name(ns)
+        if ns:
+            podman.run(
+                ["network", "disconnect", network, aptcache.NAME],
+                subject=network,
+                action="disconnect",
+                check=False,
+            )
+        proc = podman.run(["network", "rm", network], subject=network, action="rm", check=False)
         if proc.returncode == 0:
-            _log(f"network {podman.NETWORK}: removed")
+            _log(f"network {network}: removed")
         else:
-            _log(f"network {podman.NETWORK}: kept ({proc.stderr.strip().splitlines()[-1:] or 'absent'})")
-    if hosts.TOPOLOGY_FILE.exists():
-        hosts.TOPOLOGY_FILE.unlink()
-    _log(f"lab down: {len(removed)} host container(s) removed")
+            _log(f"network {network}: kept ({proc.stderr.strip().splitlines()[-1:] or 'absent'})")
+    hosts.topology_file(ns).unlink(missing_ok=True)
+    _log(f"lab down{f' (namespace {ns})' if ns else ''}: {len(removed)} host container(s) removed")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    names = hosts.lab_containers()
+    ns = _ns()
+    names = hosts.lab_containers(ns)
     if not names:
-        _log("no lab hosts (run `schoolgate lab up`)")
+        _log("no lab hosts (run `schoolgate lab up`)" + (f" in namespace {ns!r}" if ns else ""))
     for st in hosts.status(names):
         _log(f"{st.name:<14} {st.state:<10} systemd={st.systemd:<10} {st.image}")
     cache = podman.container_state(aptcache.NAME) or "absent"
     _log(f"{aptcache.NAME:<14} {cache}")
-    if DEFAULT_INVENTORY.exists():
-        _log(f"inventory: {DEFAULT_INVENTORY}")
+    if inventory_path(ns).exists():
+        _log(f"inventory: {inventory_path(ns)}")
     bad = [s for s in hosts.status(names) if s.state != "running"]
     return 1 if bad else 0
+
+
+def cmd_playbook(args: argparse.Namespace) -> int:
+    """ansible-playbook against this namespace's inventory, with its own fact cache."""
+    ns = _ns()
+    inventory = inventory_path(ns)
+    if not inventory.exists():
+        print(f"ERROR: no inventory {inventory}: run `schoolgate lab up` first", file=sys.stderr)
+        return 2
+    extra = list(args.ansible_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    cmd = ["ansible-playbook", "-i", str(inventory), args.playbook, *extra]
+    return subprocess.run(cmd, cwd=podman.PROJECT_DIR, env=site.ansible_env(ns), check=False).returncode
+
+
+def _set_namespace(ns: str | None) -> None:
+    if ns is not None:
+        os.environ[podman.NAMESPACE_ENV] = ns
+    podman.lab_namespace()  # validate early, with a message naming the variable
 
 
 def _add_topology_args(p: argparse.ArgumentParser) -> None:
@@ -171,6 +227,14 @@ def _add_topology_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     lab = subparsers.add_parser("lab", help="the podman lab (images, hosts, inventory)")
+    lab.add_argument(
+        "--lab",
+        dest="lab_namespace",
+        metavar="NS",
+        help=f"lab namespace (default ${podman.NAMESPACE_ENV} or the default lab): containers <NS>-<host> on "
+        "network schoolgate-<NS>, so several labs run side by side",
+    )
+    lab.set_defaults(prepare=lambda a: _set_namespace(a.lab_namespace))
     sub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     sub.required = True
 
@@ -186,13 +250,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("up", help="start the lab hosts and write the Ansible inventory")
     _add_topology_args(p)
-    p.add_argument("--inventory", default=str(DEFAULT_INVENTORY), help="where to write the inventory")
+    p.add_argument("--inventory", default=None, help="where to write the inventory (default per namespace)")
     p.add_argument("--no-aptcache", action="store_true")
     p.set_defaults(handler=cmd_up)
 
     p = sub.add_parser("run", help="lab up, then site.yml against the lab inventory (make lab)")
     _add_topology_args(p)
-    p.add_argument("--inventory", default=str(DEFAULT_INVENTORY), help="where to write the inventory")
+    p.add_argument("--inventory", default=None, help="where to write the inventory (default per namespace)")
     p.add_argument("--no-aptcache", action="store_true")
     p.set_defaults(handler=cmd_run)
 
@@ -202,6 +266,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="show lab hosts and their systemd state")
     p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser(
+        "playbook", help="ansible-playbook PLAYBOOK against this lab namespace (own fact cache)"
+    )
+    p.add_argument("playbook")
+    p.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed to ansible-playbook")
+    p.set_defaults(handler=cmd_playbook)
 
     testrun.register_test(sub)
 

@@ -12,8 +12,15 @@ from schoolgate.lab import images, podman
 from schoolgate.lab.topology import LabHost
 
 LAB_LABEL = "org.schoolgate.lab"
+NS_LABEL = "org.schoolgate.lab.ns"
 STATE_DIR = podman.PROJECT_DIR / "lab" / "state"
 TOPOLOGY_FILE = STATE_DIR / "topology.json"
+
+
+def topology_file(ns: str = "") -> Path:
+    return STATE_DIR / f"topology-{ns}.json" if ns else TOPOLOGY_FILE
+
+
 SYSTEMD_TIMEOUT_S = 90
 
 
@@ -38,37 +45,50 @@ def start_host(host: LabHost, *, image: str | None = None, label: str = "host") 
     to 0 changed; anything else with that name (exited, older image, unlabelled leftover) is removed.
     """
     image = image or images.image_name(host.suite)
-    state = podman.container_state(host.name)
-    if state == "running" and _container_image_id(host.name) == podman.image_id(image):
-        wait_systemd(host.name)
+    name = host.container
+    state = podman.container_state(name)
+    if state == "running" and _container_image_id(name) == podman.image_id(image) and _alive(name):
+        wait_systemd(name)
         return "reused"
     if state is not None:
-        podman.remove_container(host.name)
+        podman.remove_container(name)
     args = [
         "run",
         "-d",
         "--name",
-        host.name,
+        name,
         "--hostname",
         host.name,
         "--network",
-        podman.NETWORK,
+        podman.network_name(host.ns),
+        # In a namespace the container name differs from the host name; the aliases keep `provider`,
+        # `school-001` and their FQDNs resolvable inside the lab exactly as in the default lab.
+        *(["--network-alias", host.name] if name != host.name else []),
         "--network-alias",
         host.fqdn,
         "--label",
         f"{LAB_LABEL}={label}",
+        "--label",
+        f"{NS_LABEL}={host.ns}",
         "--systemd",
         "always",
         image,
         "/sbin/init",
     ]
     try:
-        podman.run(args, subject=host.name, action="start container", timeout=120)
+        podman.run(args, subject=name, action="start container", timeout=120)
     except podman.PodmanError as exc:
-        podman.remove_container(host.name)
-        raise HostStartError(host.name, exc.message) from exc
-    wait_systemd(host.name)
+        podman.remove_container(name)
+        raise HostStartError(name, exc.message) from exc
+    wait_systemd(name)
     return "started"
+
+
+def _alive(name: str) -> bool:
+    """podman may still record a container as running after its processes died with the machine (a
+    rebooted developer box, a CI runner reusing the storage); only a successful exec proves it is alive."""
+    proc = podman.run(["exec", name, "true"], subject=name, action="probe container", check=False, timeout=60)
+    return proc.returncode == 0
 
 
 def _container_image_id(name: str) -> str | None:
@@ -102,13 +122,26 @@ def wait_systemd(name: str, timeout: float = SYSTEMD_TIMEOUT_S) -> str:
     raise HostStartError(name, f"systemd did not finish booting within {timeout:.0f}s (state {last!r})")
 
 
-def lab_containers() -> list[str]:
+def lab_containers(ns: str = "") -> list[str]:
+    """Host containers of one lab namespace (containers from before namespaces existed count as default)."""
     proc = podman.run(
-        ["ps", "-a", "--filter", f"label={LAB_LABEL}=host", "--format", "{{.Names}}"],
+        [
+            "ps",
+            "-a",
+            "--filter",
+            f"label={LAB_LABEL}=host",
+            "--format",
+            f'{{{{.Names}}}} ns={{{{index .Labels "{NS_LABEL}"}}}}',
+        ],
         subject="lab",
         action="list containers",
     )
-    return sorted(n for n in proc.stdout.split() if n)
+    names = []
+    for line in proc.stdout.splitlines():
+        name, _, label = line.strip().partition(" ns=")
+        if name and (label if label != "<no value>" else "") == ns:
+            names.append(name)
+    return sorted(names)
 
 
 def status(names: list[str]) -> list[HostStatus]:
@@ -126,23 +159,23 @@ def status(names: list[str]) -> list[HostStatus]:
     return out
 
 
-def save_topology(hosts: list[LabHost], inventory: Path) -> None:
+def save_topology(hosts: list[LabHost], inventory: Path, ns: str = "") -> None:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    data = {"inventory": str(inventory), "hosts": [asdict(h) for h in hosts]}
-    TOPOLOGY_FILE.write_text(json.dumps(data, indent=2) + "\n")
+    data = {"namespace": ns, "inventory": str(inventory), "hosts": [asdict(h) for h in hosts]}
+    topology_file(ns).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def up(hosts: list[LabHost], log: Callable[[str], None] = print) -> dict[str, str]:
     results: dict[str, str] = {}
     for host in hosts:
         results[host.name] = start_host(host)
-        log(f"{host.name}: {results[host.name]} ({systemd_state(host.name)})")
+        log(f"{host.container}: {results[host.name]} ({systemd_state(host.container)})")
     return results
 
 
-def down(log: Callable[[str], None] = print) -> list[str]:
+def down(log: Callable[[str], None] = print, ns: str = "") -> list[str]:
     removed = []
-    for name in lab_containers():
+    for name in lab_containers(ns):
         if podman.remove_container(name):
             removed.append(name)
             log(f"{name}: removed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,26 @@ from typing import Any
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 CONTAINERS_CONF = PROJECT_DIR / "lab" / "containers.conf"
 NETWORK = "schoolgate"
+# A lab namespace lets several complete labs (the developer's `make lab`, the test suite's, one per engineer)
+# run side by side: containers `<ns>-<host>` on network `schoolgate-<ns>`, host names inside unchanged.
+NAMESPACE_ENV = "SCHOOLGATE_LAB"
+_NS_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+
+
+def lab_namespace() -> str:
+    """The current lab namespace from $SCHOOLGATE_LAB ('' = the default lab of `make lab`)."""
+    ns = os.environ.get(NAMESPACE_ENV, "").strip()
+    if ns and not _NS_RE.match(ns):
+        raise ValueError(
+            f"{NAMESPACE_ENV}={ns!r} is not a valid lab namespace: use 1-8 lowercase letters/digits, "
+            "starting with a letter (e.g. SCHOOLGATE_LAB=t)"
+        )
+    return ns
+
+
+def network_name(ns: str | None = None) -> str:
+    ns = lab_namespace() if ns is None else ns
+    return f"{NETWORK}-{ns}" if ns else NETWORK
 
 
 class PodmanError(RuntimeError):
@@ -93,11 +114,13 @@ def remove_container(name: str) -> bool:
     return True
 
 
-def ensure_network(name: str = NETWORK) -> bool:
-    """Create the lab network if missing; tolerate another process creating it at the same time.
+def ensure_network(name: str | None = None) -> bool:
+    """Create the lab network (of the current namespace by default) if missing; tolerate another process
+    creating it at the same time.
 
     Returns True when this call created it.
     """
+    name = name or network_name()
     if run(["network", "exists", name], subject=name, action="check network", check=False).returncode == 0:
         return False
     proc = run(["network", "create", name], subject=name, action="create network", check=False)

@@ -49,17 +49,37 @@ def site_stages(site: Path) -> list[str]:
     return IMPORT_RE.findall(site.read_text()) if site.exists() else []
 
 
-def run_site(
-    inventory: Path, log_dir: Path, extra: list[str] | None = None
-) -> tuple[int, dict[str, Recap], Path]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"lab-site-{time.strftime('%Y%m%d-%H%M%S')}.log"
+def ansible_env(ns: str = "") -> dict[str, str]:
+    """Environment for ansible-playbook against a lab namespace.
+
+    Each namespace gets its own fact cache: the same host name (`school-001`) exists in several namespaces
+    with different addresses, and a shared jsonfile cache would hand one lab's facts to another.
+    """
     env = podman.podman_env()
     env["ANSIBLE_CONFIG"] = str(podman.PROJECT_DIR / "ansible.cfg")
     env["ANSIBLE_NOCOLOR"] = "1"
+    if ns:
+        env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(podman.PROJECT_DIR / ".cache" / f"facts-{ns}")
+    env[podman.NAMESPACE_ENV] = ns
+    return env
+
+
+def run_site(
+    inventory: Path,
+    log_dir: Path,
+    extra: list[str] | None = None,
+    *,
+    ns: str = "",
+    playbook: str = "site.yml",
+) -> tuple[int, dict[str, Recap], Path]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(playbook).stem
+    prefix = f"lab-{ns}-{stem}" if ns else f"lab-{stem}"
+    log = log_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    env = ansible_env(ns)
     # --flush-cache: lab containers get new addresses whenever they are recreated, and cached facts would make
     # exporters bind to an address the container no longer has.
-    cmd = ["ansible-playbook", "--flush-cache", "-i", str(inventory), "site.yml", *(extra or [])]
+    cmd = ["ansible-playbook", "--flush-cache", "-i", str(inventory), playbook, *(extra or [])]
     with open(log, "w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()

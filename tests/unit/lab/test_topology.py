@@ -85,3 +85,19 @@ def test_inventory_parses_with_ansible(tmp_path):
 def test_empty_groups_still_render():
     text = topology.render_inventory(topology.build_topology(0, infra=("provider",)))
     assert "[schools]\n\n" in text
+
+
+def test_namespaced_hosts_keep_their_names_but_get_prefixed_containers():
+    hosts = topology.build_topology(2, ns="t")
+    assert [h.name for h in hosts] == ["provider", "monitor", "backup", "school-001", "school-002"]
+    assert [h.container for h in hosts][-1] == "t-school-002"
+    text = topology.render_inventory(hosts)
+    assert "school-002 ansible_host=t-school-002 " in text
+    assert "provider ansible_host=t-provider " in text
+    assert "namespace 't'" in text
+
+
+def test_default_lab_containers_are_named_like_hosts():
+    hosts = topology.build_topology(1)
+    assert all(h.container == h.name for h in hosts)
+    assert "school-001 ansible_host=school-001 " in topology.render_inventory(hosts)
