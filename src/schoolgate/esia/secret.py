@@ -139,54 +139,16 @@ def client_secret_v1(signer: Signer, *, client_id: str, scope: str, timestamp: s
     return client_secret("v1", signer, client_id=client_id, scope=scope, timestamp=timestamp, state=state)
 
 
-def client_secret_v2(
-    signer: Signer,
-    *,
-    client_id: str,
-    scope: str,
-    timestamp: str,
-    state: str,
-    redirect_uri: str,
-    code: str | None = None,
-    refresh_token: str | None = None,
-) -> str:
-    """v2 string for ``/v2/ac``; with ``code``/``refresh_token`` it is the v3 (``/v3/te``) string."""
-    version = "v3" if (code or refresh_token) else "v2"
-    return client_secret(
-        version,
-        signer,
-        client_id=client_id,
-        scope=scope,
-        timestamp=timestamp,
-        state=state,
-        redirect_uri=redirect_uri,
-        code=code,
-        refresh_token=refresh_token,
-    )
+def client_secret_v2(signer: Signer, **params: str | None) -> str:
+    """v2 string for ``/v2/ac`` (client_id, scope, timestamp, state, redirect_uri); with ``code`` or
+    ``refresh_token`` it is the v3 (``/v3/te``) string — the same call site serves both steps of a login."""
+    version = "v3" if (params.get("code") or params.get("refresh_token")) else "v2"
+    return client_secret(version, signer, **params)  # type: ignore[arg-type]
 
 
-def client_secret_v3(
-    signer: Signer,
-    *,
-    client_id: str,
-    scope: str,
-    timestamp: str,
-    state: str,
-    redirect_uri: str,
-    code: str | None = None,
-    refresh_token: str | None = None,
-) -> str:
-    return client_secret(
-        "v3",
-        signer,
-        client_id=client_id,
-        scope=scope,
-        timestamp=timestamp,
-        state=state,
-        redirect_uri=redirect_uri,
-        code=code,
-        refresh_token=refresh_token,
-    )
+def client_secret_v3(signer: Signer, **params: str | None) -> str:
+    """v3 string for ``/v3/te``: the v2 fields plus ``code`` or ``refresh_token``."""
+    return client_secret("v3", signer, **params)  # type: ignore[arg-type]
 
 
 @dataclass
