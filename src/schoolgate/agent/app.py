@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import auth, logs
 from .config import AgentConfig
+from .credentials import install_reload_handler
 from .delivery import Delivery, make_ssl_context
 from .esia_login import EsiaLogin
 from .metrics import Registry
@@ -382,6 +383,7 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    install_reload_handler(loop, delivery.tokens if delivery is not None else None)  # SIGHUP: new signer
     try:
         await stop.wait()
     finally:

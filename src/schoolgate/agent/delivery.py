@@ -32,6 +32,7 @@ import aiohttp
 
 from . import logs
 from .config import AgentConfig
+from .credentials import AccessTokens
 from .metrics import Registry
 from .records import PROVIDER_PATH
 from .store import Outbox, QueuedRecord
@@ -281,7 +282,7 @@ class Delivery:
         self.outbox = outbox
         self.breaker = CircuitBreaker(cfg.delivery.breaker_failures, cfg.delivery.breaker_reset_s)
         self._session: aiohttp.ClientSession | None = None
-        self.tokens = TokenSource(cfg, self.session)
+        self.tokens = AccessTokens(cfg, self.session, registry)  # background single-flight refresh
         self._token_source = token_source or self.tokens.get
         self._wake = [asyncio.Event() for _ in range(outbox.partitions)]
         self._tasks: list[asyncio.Task[None]] = []
@@ -476,7 +477,7 @@ class Delivery:
             return
         code, message = _provider_reason(text)
         if status == 401 and not retried_auth:
-            self.tokens.invalidate()
+            self.tokens.invalidate(token)
             self.m_batches.inc(1, "unauthorized")
             await self._send(batch, retried_auth=True)
             return
