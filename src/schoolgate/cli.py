@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("agent", "schoolgate.agent.cli"),
     ("fleet", "schoolgate.fleet.cli"),
     ("audit", "schoolgate.audit.cli"),
+    ("acceptance", "schoolgate.acceptance.cli"),
 )
 
 
