@@ -68,6 +68,27 @@ options:
     type: list
     elements: str
     default: []
+  openscap:
+    description:
+      - Run C(oscap xccdf eval) with the Debian SCAP Security Guide profile (the full audit). The scan
+        only reads the system; its results file goes to a private temporary directory that is removed
+        afterwards, and the C(TestResult) element comes back as I(results_xml) for the controller to keep.
+    type: bool
+    default: false
+  openscap_profile:
+    description: XCCDF profile id evaluated by the full audit.
+    type: str
+    default: xccdf_org.ssgproject.content_profile_standard
+  openscap_datastream:
+    description:
+      - SCAP source data stream. C(auto) picks C(ssg-debian<major>-ds.xml) for the running Debian release
+        and reports an error naming the available content when there is none.
+    type: str
+    default: auto
+  openscap_timeout:
+    description: Seconds allowed for the OpenSCAP scan.
+    type: float
+    default: 3600.0
   timeout:
     description: Seconds allowed for each command and for the agent request.
     type: float
@@ -125,7 +146,9 @@ logrotate:
   returned: always
   type: dict
 updates:
-  description: C(pending) package names, C(security) the subset from security origins, C(lists_age_seconds).
+  description: >-
+    C(pending) package names, C(security) the subset from security origins, C(security_details) (package,
+    installed, candidate, origin), C(lists_age_seconds).
   returned: when check_updates
   type: dict
 agent:
@@ -144,6 +167,14 @@ integrity:
   description: C(tool) (debsums or null), C(changed_files) reported by C(debsums -s), C(error).
   returned: always
   type: dict
+openscap:
+  description: >-
+    C(skipped) when I(openscap) is false; otherwise C(scanner_version), C(content_package) (ssg-debian
+    version), C(datastream), C(profile), C(benchmark_id), C(benchmark_version), C(score), C(counts) per
+    result, C(rules) (failing/error/unknown rules with C(id), C(result), C(severity), C(title)),
+    C(results_xml) (the XCCDF C(TestResult) element) or C(error).
+  returned: always
+  type: dict
 """
 
 import calendar
@@ -154,16 +185,22 @@ import json
 import os
 import pwd
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
+_INST = re.compile(
+    r"^Inst (?P<name>\S+) (?:\[(?P<installed>[^\]]+)\] )?\((?P<candidate>\S+) (?P<origin>[^\[)]*)"
+)
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -331,14 +368,23 @@ def update_facts(timeout: float) -> Dict[str, Any]:
     r = _run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "dist-upgrade"], timeout * 3, env=env)
     pending: List[str] = []
     security: List[str] = []
+    details: List[Dict[str, Any]] = []
     for line in r["stdout"].splitlines():
         # "Inst openssl [3.0.15-1] (3.0.16-1~deb12u1 Debian-Security:12/stable-security [amd64])"
-        if not line.startswith("Inst "):
+        m = _INST.match(line)
+        if not m:
             continue
-        name = line.split()[1]
-        pending.append(name)
-        if re.search(r"security", line, re.IGNORECASE):
-            security.append(name)
+        pending.append(m.group("name"))
+        if re.search(r"security", m.group("origin"), re.IGNORECASE):
+            security.append(m.group("name"))
+            details.append(
+                {
+                    "package": m.group("name"),
+                    "installed": m.group("installed"),
+                    "candidate": m.group("candidate"),
+                    "origin": m.group("origin").strip(),
+                }
+            )
     ages = []
     lists = "/var/lib/apt/lists"
     with contextlib.suppress(OSError):
@@ -350,6 +396,7 @@ def update_facts(timeout: float) -> Dict[str, Any]:
     return {
         "pending": pending,
         "security": security,
+        "security_details": details,
         "lists_age_seconds": (time.time() - max(ages)) if ages else None,
         "error": None if r["rc"] == 0 else (r["stderr"] or "apt-get exited %s" % r["rc"]),
     }
@@ -413,6 +460,114 @@ def integrity_facts(packages: List[str], timeout: float) -> Dict[str, Any]:
     return {"tool": "debsums", "packages": packages, "changed_files": sorted(set(changed)), "rc": r["rc"]}
 
 
+SSG_CONTENT = "/usr/share/xml/scap/ssg/content"
+_XCCDF = "{http://checklists.nist.gov/xccdf/1.2}"
+_FAILING_RESULTS = ("fail", "error", "unknown")
+
+
+def _debian_major() -> str:
+    with contextlib.suppress(OSError), open("/etc/os-release", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("VERSION_ID="):
+                return line.split("=", 1)[1].strip().strip('"').split(".")[0]
+    with contextlib.suppress(OSError), open("/etc/debian_version", encoding="utf-8") as fh:
+        return fh.read().strip().split(".")[0]
+    return "unknown"
+
+
+def parse_xccdf_results(path: str) -> Dict[str, Any]:
+    """Rules' titles/severities and the TestResult from an `oscap xccdf eval --results` file.
+
+    The file is the scanner's own output on this host (not outside input); iterparse keeps memory flat on
+    the multi-megabyte benchmark part.
+    """
+    rules: Dict[str, Dict[str, Any]] = {}
+    out: Dict[str, Any] = {"benchmark_id": None, "benchmark_version": None, "profile": None, "score": None}
+    results: List[Dict[str, Any]] = []
+    test_result = None
+    for event, elem in ET.iterparse(path, events=("start", "end")):  # noqa: S314 - oscap's own output
+        tag = elem.tag
+        if event == "start":
+            if tag == _XCCDF + "Benchmark":
+                out["benchmark_id"] = elem.get("id")
+            continue
+        if tag == _XCCDF + "version" and out["benchmark_version"] is None:
+            out["benchmark_version"] = (elem.text or "").strip() or None
+        elif tag == _XCCDF + "Rule":
+            title = elem.find(_XCCDF + "title")
+            rules[elem.get("id", "")] = {
+                "severity": elem.get("severity"),
+                "title": " ".join((title.text or "").split()) if title is not None else None,
+            }
+            elem.clear()
+        elif tag == _XCCDF + "TestResult":
+            test_result = elem
+            profile = elem.find(_XCCDF + "profile")
+            out["profile"] = profile.get("idref") if profile is not None else None
+            score = elem.find(_XCCDF + "score")
+            with contextlib.suppress(TypeError, ValueError):
+                out["score"] = float(score.text) if score is not None else None
+            for rr in elem.findall(_XCCDF + "rule-result"):
+                res = rr.find(_XCCDF + "result")
+                results.append(
+                    {"id": rr.get("idref"), "result": (res.text or "").strip() if res is not None else ""}
+                )
+    counts: Dict[str, int] = {}
+    failing = []
+    for r in results:
+        counts[r["result"]] = counts.get(r["result"], 0) + 1
+        if r["result"] in _FAILING_RESULTS:
+            failing.append(dict(r, **rules.get(r["id"], {})))
+    out["counts"] = counts
+    out["rules"] = failing
+    out["results_xml"] = ET.tostring(test_result, encoding="unicode") if test_result is not None else None
+    return out
+
+
+def openscap_facts(enabled: bool, profile: str, datastream: str, timeout: float) -> Dict[str, Any]:
+    if not enabled:
+        return {"skipped": True}
+    ver = _run(["oscap", "--version"], 30)
+    if ver["rc"] is None:
+        return {"error": "openscap-scanner not installed (playbooks/audit_scanner.yml installs it)"}
+    facts: Dict[str, Any] = {
+        "scanner_version": (ver["stdout"].splitlines() or [""])[0].split(")")[-1].strip() or None,
+        "profile": profile,
+    }
+    pkg = _run(["dpkg-query", "-W", "-f=${Version}", "ssg-debian"], 30)
+    facts["content_package"] = "ssg-debian " + pkg["stdout"].strip() if pkg["rc"] == 0 else None
+    if datastream == "auto":
+        major = _debian_major()
+        datastream = os.path.join(SSG_CONTENT, "ssg-debian%s-ds.xml" % major)
+        if not os.path.exists(datastream):
+            available = []
+            with contextlib.suppress(OSError):
+                available = sorted(n for n in os.listdir(SSG_CONTENT) if n.endswith("-ds.xml"))
+            facts["error"] = "no SSG content for Debian %s in %s (available: %s)" % (
+                major,
+                facts["content_package"] or "ssg-debian (not installed)",
+                ", ".join(available) or "none",
+            )
+            return facts
+    facts["datastream"] = datastream
+    tmp = tempfile.mkdtemp(prefix="schoolgate-oscap-")
+    try:
+        results = os.path.join(tmp, "results.xml")
+        r = _run(["oscap", "xccdf", "eval", "--profile", profile, "--results", results, datastream], timeout)
+        # oscap: 0 every rule passed, 2 at least one rule failed, anything else is a scanner error.
+        if r["rc"] not in (0, 2) or not os.path.exists(results):
+            facts["error"] = "oscap xccdf eval failed (rc %s): %s" % (r["rc"], r["stderr"][-300:])
+            return facts
+        try:
+            facts.update(parse_xccdf_results(results))
+        except ET.ParseError as exc:
+            facts["error"] = "unreadable XCCDF results: %s" % exc
+        facts["profile"] = facts.get("profile") or profile
+        return facts
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -430,6 +585,10 @@ def main() -> None:
             "logrotate_files": {"type": "list", "elements": "path", "default": ["/etc/logrotate.d/nginx"]},
             "check_updates": {"type": "bool", "default": True},
             "debsums_packages": {"type": "list", "elements": "str", "default": []},
+            "openscap": {"type": "bool", "default": False},
+            "openscap_profile": {"type": "str", "default": "xccdf_org.ssgproject.content_profile_standard"},
+            "openscap_datastream": {"type": "str", "default": "auto"},
+            "openscap_timeout": {"type": "float", "default": 3600.0},
             "timeout": {"type": "float", "default": 20.0},
         },
         supports_check_mode=True,
@@ -449,6 +608,9 @@ def main() -> None:
         "signing_cert": cert_facts(p["signing_cert_file"], t),
         "token": token_facts(p["token_meta_file"]),
         "integrity": integrity_facts(p["debsums_packages"], t),
+        "openscap": openscap_facts(
+            p["openscap"], p["openscap_profile"], p["openscap_datastream"], p["openscap_timeout"]
+        ),
     }
     if p["check_updates"]:
         facts["updates"] = update_facts(t)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import fnmatch
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,123 +79,92 @@ def _metric(ev: dict[str, Any], name: str, **labels: str) -> float | None:
     return None
 
 
-def _tls(ev: dict[str, Any]) -> list[dict[str, Any]] | None:
-    probes = ev.get("tls")
-    if not isinstance(probes, list) or not probes:
-        return None
-    return probes
+ProbeJudge = Callable[[dict[str, Any], dict[str, Any]], tuple[list[str], Any]]
 
 
-def _unreachable(probes: list[dict[str, Any]]) -> dict[str, str]:
-    """Ports where the probe completed no handshake at all (nothing listening, TLS broken): a violation."""
-    return {
-        str(p.get("port")): str(p.get("msg") or "no TLS handshake")
-        for p in probes
-        if "accepted_versions" not in p
-    }
+def _tls_evaluator(per_probe: ProbeJudge, ok: str) -> Evaluator:
+    """Build a TLS evaluator: the shared evidence/unreachable handling once, the per-port judgement in
+    `per_probe(probe, params) -> (problems, observed)`."""
 
-
-def tls_protocols(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
-    probes = _tls(ev)
-    if probes is None:
-        return ERROR, "no TLS probe evidence", {}
-    down = _unreachable(probes)
-    if down:
-        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
-    floor = _VERSIONS.index(params.get("min_version", "TLSv1.2"))
-    bad: dict[str, list[str]] = {}
-    observed: dict[str, Any] = {}
-    for p in probes:
-        port = str(p.get("port"))
-        accepted = p.get("accepted_versions") or []
-        observed[port] = {"accepted": accepted, "unsupported_by_probe": p.get("unsupported_by_probe") or []}
-        old = [v for v in accepted if v in _VERSIONS and _VERSIONS.index(v) < floor]
-        if old:
-            bad[port] = old
-        if not [v for v in accepted if v in _VERSIONS and _VERSIONS.index(v) >= floor]:
-            bad.setdefault(port, []).append("no TLS 1.2+")
-    if bad:
-        return FAIL, "; ".join(f"port {k} accepts {', '.join(v)}" for k, v in bad.items()), observed
-    return PASS, "only TLS 1.2+ accepted", observed
-
-
-def tls_ciphers(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
-    probes = _tls(ev)
-    if probes is None:
-        return ERROR, "no TLS probe evidence", {}
-    down = _unreachable(probes)
-    if down:
-        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
-    allowed = set(params.get("allowed") or [])
-    observed: dict[str, Any] = {}
-    extra: dict[str, list[str]] = {}
-    for p in probes:
-        port = str(p.get("port"))
-        ciphers = list(p.get("tls12_ciphers") or [])
-        observed[port] = ciphers
-        weak = [c for c in ciphers if c not in allowed]
-        if weak:
-            extra[port] = weak
-    if extra:
-        return FAIL, "; ".join(f"port {k}: {', '.join(v)}" for k, v in extra.items()), observed
-    return PASS, "all accepted TLS 1.2 suites are in the profile", observed
-
-
-def tls_certificate(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
-    probes = _tls(ev)
-    if probes is None:
-        return ERROR, "no TLS probe evidence", {}
-    down = _unreachable(probes)
-    if down:
-        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
-    problems: list[str] = []
-    observed: dict[str, Any] = {}
-    for p in probes:
-        port = str(p.get("port"))
-        cert = p.get("certificate") or {}
-        days = cert.get("days_left")
-        observed[port] = {
-            "days_left": days,
-            "not_after": cert.get("not_after"),
-            "chain_trusted": p.get("chain_trusted"),
-            "hostname_match": p.get("hostname_match"),
-            "verify_error": p.get("verify_error"),
+    def evaluate(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+        probes = ev.get("tls")
+        if not isinstance(probes, list) or not probes:
+            return ERROR, "no TLS probe evidence", {}
+        # Ports where the probe completed no handshake at all (nothing listening, TLS broken): a violation.
+        down = {
+            str(p.get("port")): str(p.get("msg") or "no TLS handshake")
+            for p in probes
+            if "accepted_versions" not in p
         }
-        if days is None:
-            problems.append(f"port {port}: no certificate read")
-            continue
-        if days < params.get("min_days", 14):
-            problems.append(f"port {port}: expires in {days} days")
-        if p.get("hostname_match") is False:
-            problems.append(f"port {port}: certificate does not cover {p.get('server_name')}")
-        if p.get("chain_trusted") is not True:
-            problems.append(f"port {port}: chain not trusted ({p.get('verify_error') or 'unknown'})")
-    if problems:
-        return FAIL, "; ".join(problems), observed
-    return PASS, "trusted and not expiring soon", observed
+        if down:
+            return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
+        problems: list[str] = []
+        observed: dict[str, Any] = {}
+        for p in probes:
+            port = str(p.get("port"))
+            found, observed[port] = per_probe(p, params)
+            problems.extend(f"port {port}: {x}" for x in found)
+        if problems:
+            return FAIL, "; ".join(problems), observed
+        return PASS, ok, observed
+
+    return evaluate
 
 
-def tls_hsts(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
-    probes = _tls(ev)
-    if probes is None:
-        return ERROR, "no TLS probe evidence", {}
-    down = _unreachable(probes)
-    if down:
-        return FAIL, "; ".join(f"port {k}: {v}" for k, v in down.items()), {"unreachable": down}
-    problems: list[str] = []
-    observed: dict[str, Any] = {}
-    for p in probes:
-        port = str(p.get("port"))
-        hsts = p.get("hsts") or {}
-        max_age = hsts.get("max_age")
-        observed[port] = {"present": hsts.get("present"), "max_age": max_age}
-        if not hsts.get("present"):
-            problems.append(f"port {port}: no Strict-Transport-Security header")
-        elif max_age is None or int(max_age) < params.get("min_max_age", 15768000):
-            problems.append(f"port {port}: max-age {max_age} too short")
-    if problems:
-        return FAIL, "; ".join(problems), observed
-    return PASS, "HSTS present", observed
+def _protocols(p: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], Any]:
+    floor = _VERSIONS.index(params.get("min_version", "TLSv1.2"))
+    accepted = p.get("accepted_versions") or []
+    known = [v for v in accepted if v in _VERSIONS]
+    problems = [f"accepts {v}" for v in known if _VERSIONS.index(v) < floor]
+    if not [v for v in known if _VERSIONS.index(v) >= floor]:
+        problems.append("no TLS 1.2+")
+    return problems, {"accepted": accepted, "unsupported_by_probe": p.get("unsupported_by_probe") or []}
+
+
+def _ciphers(p: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], Any]:
+    allowed = set(params.get("allowed") or [])
+    ciphers = list(p.get("tls12_ciphers") or [])
+    weak = [c for c in ciphers if c not in allowed]
+    return ([f"weak suites {', '.join(weak)}"] if weak else []), ciphers
+
+
+def _certificate(p: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], Any]:
+    cert = p.get("certificate") or {}
+    days = cert.get("days_left")
+    observed = {
+        "days_left": days,
+        "not_after": cert.get("not_after"),
+        "chain_trusted": p.get("chain_trusted"),
+        "hostname_match": p.get("hostname_match"),
+        "verify_error": p.get("verify_error"),
+    }
+    if days is None:
+        return ["no certificate read"], observed
+    problems = []
+    if days < params.get("min_days", 14):
+        problems.append(f"expires in {days} days")
+    if p.get("hostname_match") is False:
+        problems.append(f"certificate does not cover {p.get('server_name')}")
+    if p.get("chain_trusted") is not True:
+        problems.append(f"chain not trusted ({p.get('verify_error') or 'unknown'})")
+    return problems, observed
+
+
+def _hsts(p: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], Any]:
+    hsts = p.get("hsts") or {}
+    max_age = hsts.get("max_age")
+    observed = {"present": hsts.get("present"), "max_age": max_age}
+    if not hsts.get("present"):
+        return ["no Strict-Transport-Security header"], observed
+    if max_age is None or int(max_age) < params.get("min_max_age", 15768000):
+        return [f"HSTS max-age {max_age} too short"], observed
+    return [], observed
+
+
+tls_protocols = _tls_evaluator(_protocols, "only TLS 1.2+ accepted")
+tls_ciphers = _tls_evaluator(_ciphers, "all accepted TLS 1.2 suites are in the profile")
+tls_certificate = _tls_evaluator(_certificate, "trusted and not expiring soon")
+tls_hsts = _tls_evaluator(_hsts, "HSTS present")
 
 
 def _expiry(info: dict[str, Any] | None, min_days: float, what: str) -> Verdict:
@@ -285,30 +255,18 @@ def backup_fresh(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verd
     return _age_verdict(section, ("finished", "last_success"), params.get("max_age_hours", 26), "backup", now)
 
 
-def backup_check(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
-    section, err = _backup_part(ev, "check")
-    if section is None:
-        return ERROR, err or "no repository check evidence", {}
-    return _age_verdict(
-        section,
-        ("finished", "last_success", "started"),
-        params.get("max_age_hours", 192),
-        "repository check",
-        now,
-    )
+def _backup_evaluator(part: str, ts_keys: tuple[str, ...], default_hours: float, what: str) -> Evaluator:
+    def evaluate(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+        section, err = _backup_part(ev, part)
+        if section is None:
+            return ERROR, err or f"no {what} evidence", {}
+        return _age_verdict(section, ts_keys, params.get("max_age_hours", default_hours), what, now)
+
+    return evaluate
 
 
-def restore_drill(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
-    section, err = _backup_part(ev, "drill")
-    if section is None:
-        return ERROR, err or "no restore drill evidence", {}
-    return _age_verdict(
-        section,
-        ("finished", "last_success", "dumped_at"),
-        params.get("max_age_hours", 192),
-        "restore drill",
-        now,
-    )
+backup_check = _backup_evaluator("check", ("finished", "last_success", "started"), 192, "repository check")
+restore_drill = _backup_evaluator("drill", ("finished", "last_success", "dumped_at"), 192, "restore drill")
 
 
 def monitoring_alive(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
@@ -392,23 +350,69 @@ def time_sync(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict
     return PASS, f"synchronised, stratum {tr.get('stratum')}", observed
 
 
+SEVERITIES = ("critical", "high", "medium", "low")
+# ФСТЭК России «Методика оценки уровня критичности уязвимостей программных, программно-аппаратных средств»
+# (28.10.2022, section 3; re-approved 30.06.2025, item 21): critical - within 24 h, high - within 7 days,
+# medium - within 4 weeks. "Low" is left to planned updates; 4 months is our default. All overridable in
+# checks.yml (params.deadline_hours); docs/audit.md names the source.
+DEFAULT_DEADLINE_HOURS = {"critical": 24, "high": 7 * 24, "medium": 28 * 24, "low": 120 * 24}
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def security_updates(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    """Pending security updates judged by AGE against the ФСТЭК deadline for their severity.
+
+    Age = now - the first evidence of this host that listed the same package at the same candidate version
+    (`update_first_seen`, built by `schoolgate audit report` from the evidence history). Severity is not in
+    apt's data: `params.severity` maps packages to a level, everything else gets `default_severity`.
+    """
     u = (ev.get("facts") or {}).get("updates")
     if not u:
         return ERROR, "no update evidence", {}
     if u.get("error"):
         return ERROR, f"apt simulation failed: {u['error']}", {}
+    deadlines = {**DEFAULT_DEADLINE_HOURS, **(params.get("deadline_hours") or {})}
+    default_severity = params.get("default_severity", "critical")
+    severity = params.get("severity") or {}
+    first_seen = ev.get("update_first_seen") or {}
+    details = u.get("security_details") or [{"package": n} for n in u.get("security") or []]
+    pending: list[dict[str, Any]] = []
+    for d in details:
+        name = str(d.get("package"))
+        seen = _ts(first_seen.get(f"{name}={d.get('candidate', '')}")) or now
+        level = str(severity.get(name, default_severity))
+        pending.append(
+            {
+                "package": name,
+                "candidate": d.get("candidate"),
+                "severity": level,
+                "first_seen": _iso(min(seen, now)),
+                "age_hours": round(max(0.0, now - seen) / 3600, 1),
+                "deadline_hours": deadlines[level],
+            }
+        )
     age = u.get("lists_age_seconds")
     observed = {
-        "security": u.get("security") or [],
+        "security": pending[:50],
         "pending_total": len(u.get("pending") or []),
         "lists_age_hours": None if age is None else round(age / 3600, 1),
+        "deadline_hours": deadlines,
     }
-    if u.get("security"):
-        names = ", ".join(u["security"][:10])
-        return FAIL, f"{len(u['security'])} security updates pending: {names}", observed
+    overdue = [p for p in pending if p["age_hours"] > p["deadline_hours"]]
+    if overdue:
+        names = ", ".join(
+            f"{p['package']} ({p['severity']}, {p['age_hours']} h > {p['deadline_hours']} h)"
+            for p in overdue[:10]
+        )
+        return FAIL, f"{len(overdue)} security updates past the ФСТЭК deadline: {names}", observed
     if age is None or age / 3600 > params.get("max_lists_age_hours", 48):
         return FAIL, "package lists stale or missing: pending updates unknown", observed
+    if pending:
+        oldest = max(p["age_hours"] for p in pending)
+        return PASS, f"{len(pending)} security updates pending, within deadline (oldest {oldest} h)", observed
     return PASS, "no pending security updates", observed
 
 
@@ -425,28 +429,95 @@ def integrity(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict
     return PASS, f"{len(i.get('packages') or [])} packages verified", observed
 
 
+SCAP_RULE_PREFIX = "xccdf_org.ssgproject.content_rule_"
+
+
+def openscap(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    """The OpenSCAP (SSG) baseline as one check; each failing rule also becomes its own finding
+    (`scap_findings`)."""
+    o = (ev.get("facts") or {}).get("openscap")
+    if ev.get("mode", "quick") != "full" and (not o or o.get("skipped")):
+        return SKIPPED, "quick audit: OpenSCAP runs in the full (half-year) audit", {}
+    if not o or o.get("skipped"):
+        return ERROR, "full audit without OpenSCAP evidence", {}
+    keys = ("scanner_version", "content_package", "datastream", "profile", "benchmark_version", "counts")
+    observed = {k: o.get(k) for k in keys}
+    if o.get("error"):
+        return ERROR, f"OpenSCAP: {o['error']}", observed
+    counts = o.get("counts") or {}
+    applicable = sum(v for k, v in counts.items() if k not in ("notapplicable", "notselected"))
+    if not applicable:
+        why = f"profile {o.get('profile')} not applicable to this host (SSG content for another release?)"
+        return ERROR, why, observed
+    failed = [r for r in o.get("rules") or [] if r.get("result") in ("fail", "error", "unknown")]
+    if failed:
+        return FAIL, f"{len(failed)} of {applicable} SSG rules fail ({o.get('profile')})", observed
+    return PASS, f"{counts.get('pass', 0)} SSG rules pass ({o.get('profile')})", observed
+
+
+def _scap_measures(rule_id: str, params: dict[str, Any]) -> tuple[str, ...]:
+    short = rule_id.removeprefix(SCAP_RULE_PREFIX)
+    for pattern, measures in params.get("measures_by_rule") or []:
+        if fnmatch.fnmatchcase(short, pattern):
+            return tuple(measures)
+    return tuple(params.get("default_measures") or ["АНЗ.3"])
+
+
+def scap_findings(ev: dict[str, Any], baseline: Check) -> list[tuple[Check, str, dict[str, Any]]]:
+    """One finding per failing SCAP rule, mapped to ФСТЭК measures by rule id pattern (checks.yml)."""
+    o = (ev.get("facts") or {}).get("openscap") or {}
+    out = []
+    for r in o.get("rules") or []:
+        if r.get("result") not in ("fail", "error", "unknown"):
+            continue
+        rid = str(r.get("id"))
+        title = str(r.get("title") or rid)
+        check = Check(
+            id=f"SCAP:{rid.removeprefix(SCAP_RULE_PREFIX)}",
+            title_ru=f"Правило OpenSCAP (SSG): {title}",
+            title_en=f"OpenSCAP (SSG) rule: {title}",
+            measures=_scap_measures(rid, baseline.params),
+            evaluator=baseline.evaluator,
+            remediation=dict(baseline.remediation),
+        )
+        detail = f"{r.get('result')} (severity {r.get('severity') or 'unknown'}, profile {o.get('profile')})"
+        out.append((check, detail, {"rule": rid, "result": r.get("result"), "severity": r.get("severity")}))
+    return out
+
+
 EVALUATORS: dict[str, Evaluator] = {
-    f.__name__: f
-    for f in (
-        tls_protocols,
-        tls_ciphers,
-        tls_certificate,
-        tls_hsts,
-        signing_cert,
-        token_expiry,
-        secret_permissions,
-        backup_fresh,
-        backup_check,
-        restore_drill,
-        monitoring_alive,
-        agent_health,
-        journald_persistent,
-        logrotate,
-        time_sync,
-        security_updates,
-        integrity,
-    )
+    "tls_protocols": tls_protocols,
+    "tls_ciphers": tls_ciphers,
+    "tls_certificate": tls_certificate,
+    "tls_hsts": tls_hsts,
+    "signing_cert": signing_cert,
+    "token_expiry": token_expiry,
+    "secret_permissions": secret_permissions,
+    "backup_fresh": backup_fresh,
+    "backup_check": backup_check,
+    "restore_drill": restore_drill,
+    "monitoring_alive": monitoring_alive,
+    "agent_health": agent_health,
+    "journald_persistent": journald_persistent,
+    "logrotate": logrotate,
+    "time_sync": time_sync,
+    "security_updates": security_updates,
+    "integrity": integrity,
+    "openscap": openscap,
 }
+
+
+def _judged(check: Check, host: str, verdict: Verdict, waivers: list[Waiver], today: dt.date) -> Result:
+    """Apply the waivers to one verdict: a valid waiver turns a failure into "waived", an expired one
+    keeps it failing and says so."""
+    status, detail, observed = verdict
+    waiver = find_waiver(waivers, check.id, host)
+    if waiver is None or status not in FAILING:
+        return Result(check, host, status, detail, observed)
+    if waiver.expired(today):
+        detail = f"{detail} (waiver by {waiver.owner} expired {waiver.expires.isoformat()})"
+        return Result(check, host, FAIL, detail, observed, waiver)
+    return Result(check, host, WAIVED, detail, observed, waiver)
 
 
 def evaluate_host(
@@ -468,18 +539,13 @@ def evaluate_host(
             results.append(Result(check, host, SKIPPED, "skipped by audit_skip_checks", {}))
             continue
         try:
-            status, detail, observed = EVALUATORS[check.evaluator](evidence, check.params, now)
+            verdict = EVALUATORS[check.evaluator](evidence, check.params, now)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            status, detail, observed = ERROR, f"evidence malformed: {type(exc).__name__}: {exc}", {}
-        waiver = find_waiver(waivers, check.id, host)
-        if waiver is not None and status in FAILING:
-            if waiver.expired(today):
-                detail = f"{detail} (waiver by {waiver.owner} expired {waiver.expires.isoformat()})"
-                results.append(Result(check, host, FAIL, detail, observed, waiver))
-                continue
-            results.append(Result(check, host, WAIVED, detail, observed, waiver))
-            continue
-        results.append(Result(check, host, status, detail, observed, waiver if status in FAILING else None))
+            verdict = ERROR, f"evidence malformed: {type(exc).__name__}: {exc}", {}
+        results.append(_judged(check, host, verdict, waivers, today))
+        if check.evaluator == "openscap" and verdict[0] == FAIL:
+            for rule_check, detail, observed in scap_findings(evidence, check):
+                results.append(_judged(rule_check, host, (FAIL, detail, observed), waivers, today))
     return results
 
 

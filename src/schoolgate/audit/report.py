@@ -28,12 +28,23 @@ class EvidenceError(ValueError):
     """An evidence file is unusable; the message names the file."""
 
 
+def _security_keys(data: dict[str, Any]) -> list[str]:
+    updates = (data.get("facts") or {}).get("updates") or {}
+    details = updates.get("security_details") or [{"package": n} for n in updates.get("security") or []]
+    return [f"{d.get('package')}={d.get('candidate', '')}" for d in details]
+
+
 def load_evidence(paths: list[Path]) -> list[dict[str, Any]]:
-    """Evidence files from files/directories; per host only the newest collection is kept."""
+    """Evidence files from files/directories; per host only the newest collection is kept.
+
+    The older files of a host are its history: `update_first_seen` records, per pending security update
+    (package=candidate version), the earliest collection that listed it - the age SEC-UPDATES judges.
+    """
     files: list[Path] = []
     for p in paths:
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
     newest: dict[str, dict[str, Any]] = {}
+    first_seen: dict[str, dict[str, str]] = defaultdict(dict)
     for f in files:
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
@@ -44,9 +55,16 @@ def load_evidence(paths: list[Path]) -> list[dict[str, Any]]:
         if not data.get("host") or not data.get("collected_at"):
             raise EvidenceError(f"{f}: evidence without 'host' or 'collected_at'")
         data["_file"] = str(f)
-        host = str(data["host"])
-        if host not in newest or str(data["collected_at"]) > str(newest[host]["collected_at"]):
+        host, collected = str(data["host"]), str(data["collected_at"])
+        seen = first_seen[host]
+        for key in _security_keys(data):
+            if key not in seen or collected < seen[key]:
+                seen[key] = collected
+        if host not in newest or collected > str(newest[host]["collected_at"]):
             newest[host] = data
+    for host, data in newest.items():
+        current = set(_security_keys(data))
+        data["update_first_seen"] = {k: v for k, v in first_seen[host].items() if k in current}
     return [newest[h] for h in sorted(newest)]
 
 

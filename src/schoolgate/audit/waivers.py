@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,15 @@ def _date(value: Any) -> dt.date | None:
     return None
 
 
+_SCAP_RULE = re.compile(r"^SCAP:[a-z0-9_]+$")
+
+
+def _known(check_id: str, known_checks: set[str]) -> bool:
+    # OpenSCAP rule findings are named SCAP:<rule id without the SSG prefix>; the rule set depends on the
+    # installed content, so any well-formed rule id is accepted.
+    return check_id in known_checks or bool(_SCAP_RULE.match(check_id))
+
+
 def load_waivers(path: Path | None, known_checks: set[str]) -> list[Waiver]:
     if path is None:
         return []
@@ -97,8 +107,11 @@ def load_waivers(path: Path | None, known_checks: set[str]) -> list[Waiver]:
             if not isinstance(raw.get(key), str) or not raw[key].strip():
                 problems.append(f"{where}: '{key}' is required (non-empty text)")
                 entry_ok = False
-        if isinstance(raw.get("check"), str) and raw["check"] not in known_checks:
-            problems.append(f"{where}: unknown check id '{raw['check']}'")
+        if isinstance(raw.get("check"), str) and not _known(raw["check"], known_checks):
+            problems.append(
+                f"{where}: unknown check id '{raw['check']}'"
+                " (a catalogue id, or SCAP:<rule> for one OpenSCAP rule)"
+            )
             entry_ok = False
         expires = _date(raw.get("expires"))
         if expires is None:

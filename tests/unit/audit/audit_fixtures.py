@@ -22,6 +22,7 @@ def clean_evidence(host: str = "school-001", now: float = NOW) -> dict[str, Any]
         "host": host,
         "school_id": host,
         "collected_at": iso,
+        "mode": "full",
         "skipped_checks": [],
         "tls": [
             {
@@ -113,6 +114,15 @@ def clean_evidence(host: str = "school-001", now: float = NOW) -> dict[str, Any]
                 "days_left": 30.2,
             },
             "integrity": {"tool": "debsums", "packages": ["openssl"], "changed_files": [], "rc": 0},
+            "openscap": {
+                "scanner_version": "1.3.7",
+                "content_package": "ssg-debian 0.1.76-1",
+                "datastream": "/usr/share/xml/scap/ssg/content/ssg-debian12-ds.xml",
+                "profile": "xccdf_org.ssgproject.content_profile_standard",
+                "benchmark_version": "0.1.76",
+                "counts": {"pass": 40, "notapplicable": 12},
+                "rules": [],
+            },
         },
     }
 
@@ -157,8 +167,27 @@ VIOLATIONS: dict[str, Any] = {
         ["facts", "time", "chrony_tracking"],
         {"reference": "", "stratum": 0, "system_offset_s": 0.0, "leap_status": "Not synchronised"},
     ),
-    "SEC-UPDATES": _set(["facts", "updates", "security"], ["openssl"]),
+    "SEC-UPDATES": lambda ev: (
+        ev["facts"]["updates"].update(
+            security=["openssl"],
+            security_details=[
+                {"package": "openssl", "candidate": "3.0.17-1~deb12u3", "origin": "Debian-Security"}
+            ],
+        ),
+        ev.update(update_first_seen={"openssl=3.0.17-1~deb12u3": NOW - 30 * HOUR}),
+    ),
     "INTEGRITY": _set(["facts", "integrity", "changed_files"], ["/usr/sbin/nginx"]),
+    "OS-BASELINE": lambda ev: ev["facts"]["openscap"].update(
+        counts={"pass": 39, "fail": 1, "notapplicable": 12},
+        rules=[
+            {
+                "id": "xccdf_org.ssgproject.content_rule_sshd_disable_root_login",
+                "result": "fail",
+                "severity": "medium",
+                "title": "Disable SSH Root Login",
+            }
+        ],
+    ),
 }
 
 
