@@ -1,15 +1,20 @@
-"""A small certificate authority for the lab: the one place that issues signing certificates from CSRs.
+"""The one certificate authority implementation of schoolgate: creates a CA and issues certificates from CSRs.
 
 In production the school's signing certificate comes from an accredited CA (УЦ). In the lab and in tests
 this module plays that CA with ``openssl`` + the GOST engine: it creates a CA (GOST R 34.10-2012 by default)
 and issues certificates from CSRs, including deliberately flawed ones (expired, without digitalSignature)
-that the negative tests of the ``signing_cert`` role need. The simulator's УЦ endpoint should call
-:func:`issue_certificate` rather than carry its own issuance code.
+that the negative tests of the ``signing_cert`` role need. Its users:
 
-Command line (used by the role's lab-CA tasks on the controller)::
+* the provider simulator's УЦ (``schoolgate.sim.keys`` → ``/ca/v1/certificates``), which issues the lab
+  schools' signing certificates in ``make lab`` and the simulator's own ESIA/user/organisation certificates;
+* the ``signing_cert`` Molecule scenario (no provider host there) through the command line below;
+* the negative-test fixtures (expired, without digitalSignature, other CA).
+
+Command line (the role's controller-side issuer, ``signing_cert_lab_ca: true``, Molecule only)::
 
     python -m schoolgate.pki init-ca --dir lab/state/signing-ca
     python -m schoolgate.pki sign --dir lab/state/signing-ca --csr host.csr --out host.crt
+    python -m schoolgate.pki check --cert host.crt --csr host.csr --ca uc-root.pem   # exit 0 = current
 
 ``sign`` is idempotent: when ``--out`` already holds a certificate for the CSR's key and subject that is
 valid for more than ``--renew-days`` it prints ``unchanged`` and leaves it alone.
@@ -92,6 +97,7 @@ def init_ca(
     directory: Path,
     *,
     common_name: str = "schoolgate lab УЦ",
+    organization: str = "schoolgate lab",
     algorithm: str = "gost2012_256",
     days: int = 3650,
 ) -> tuple[Path, Path]:
@@ -102,7 +108,8 @@ def init_ca(
     if cert.exists() and key.exists():
         return cert, key
     generate_key(key, algorithm)
-    subject = "/C=RU/O=schoolgate lab/CN=" + common_name.replace("/", r"\/")
+    org, cn = organization.replace("/", r"\/"), common_name.replace("/", r"\/")
+    subject = f"/C=RU/O={org}/CN={cn}"
     _openssl(
         [
             "req",
@@ -272,6 +279,19 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    # Exit 0: --cert is --ca's certificate for the CSR's key and subject and not due for renewal; 1: it is
+    # not (or a file is missing), so the CA has to issue one.
+    paths = [Path(args.cert), Path(args.csr), Path(args.ca)]
+    if not all(p.is_file() for p in paths):
+        print("missing")
+        return 1
+    cert, csr, ca = paths
+    current = up_to_date(cert.read_bytes(), csr.read_bytes(), ca, renew_days=args.renew_days)
+    print("current" if current else "outdated")
+    return 0 if current else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m schoolgate.pki", description="lab CA for signing certificates"
@@ -291,6 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_sign.add_argument("--days", type=int, default=365)
     p_sign.add_argument("--renew-days", type=int, default=30)
     p_sign.set_defaults(handler=_cmd_sign)
+    p_check = sub.add_parser("check", help="exit 0 when a certificate is current for a CSR, 1 when not")
+    p_check.add_argument("--cert", required=True)
+    p_check.add_argument("--csr", required=True)
+    p_check.add_argument("--ca", required=True, help="the issuing CA's certificate (PEM)")
+    p_check.add_argument("--renew-days", type=int, default=30)
+    p_check.set_defaults(handler=_cmd_check)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))

@@ -2,7 +2,8 @@
 
 * ESIA token signing keys: a current one plus the previous ones (rotation keeps old tokens verifiable and
   publishes every certificate at /aas/oauth2/certs, as ESIA does during its own rotations).
-* The accredited CA stand-in (УЦ): a GOST R 34.10-2012 root that issues signing certificates from CSRs.
+* The accredited CA stand-in (УЦ): a GOST R 34.10-2012 root that issues signing certificates from CSRs
+  (through schoolgate.pki, the project's one CA implementation).
 * Test users' signing certificates (the parent signs documents with one), issued by that CA.
 * The provider organisation's document signing certificate (signs generated справки).
 
@@ -13,24 +14,24 @@ the ESIA core (schoolgate.esia); this module only runs the CA operations of open
 from __future__ import annotations
 
 import os
-import secrets
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from .. import pki
 from ..esia import openssl
 from ..esia.errors import EsiaError
 from ..esia.signing import Signer, make_signer
 from .store import Store
 
 GOST_ENGINE = "gost"
-CA_SUBJECT = "/C=RU/O=schoolgate simulator/CN=schoolgate simulated accredited CA (UC)"
+CA_ORGANIZATION = "schoolgate simulator"
+CA_COMMON_NAME = "schoolgate simulated accredited CA (UC)"
+SIGNING_EXTENDED_KEY_USAGE = ("clientAuth", "emailProtection")
 ESIA_SUBJECT = "/C=RU/O=schoolgate simulator/CN=ESIA simulator token signing {n}"
 ORG_SUBJECT = "/C=RU/O=schoolgate simulator/CN=Provider document signing"
 CA_DAYS = 3650
 MAX_CERT_DAYS = 3 * 366
-_lock = threading.Lock()
 
 
 def _private_mkdir(path: Path) -> Path:
@@ -66,34 +67,6 @@ def _engine_for(key: Path) -> str | None:
     return GOST_ENGINE if key_type == "gost" else None
 
 
-def self_signed(key: Path, cert: Path, subject: str, days: int = CA_DAYS) -> Path:
-    ext = [
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-    ]
-    openssl.run_openssl(
-        [
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            str(key),
-            "-subj",
-            subject,
-            "-days",
-            str(days),
-            "-out",
-            str(cert),
-            *ext,
-        ],
-        engine=_engine_for(key),
-        what="self-signed certificate",
-    )
-    return cert
-
-
 def csr_for(key: Path, subject: str) -> bytes:
     return openssl.run_openssl(
         ["req", "-new", "-key", str(key), "-subj", subject],
@@ -122,57 +95,32 @@ class KeyRing:
         return self.dir / "ca.crt"
 
     def _ensure_ca(self) -> None:
-        if not self.ca_cert.exists():
-            generate_key(self.ca_key, "gost")
-            self_signed(self.ca_key, self.ca_cert, CA_SUBJECT)
+        # The one CA implementation (schoolgate.pki) creates the root, once; a GOST key as a real УЦ has.
+        pki.init_ca(
+            self.dir,
+            common_name=CA_COMMON_NAME,
+            organization=CA_ORGANIZATION,
+            algorithm="gost2012_256",
+            days=CA_DAYS,
+        )
 
-    def issue_certificate(self, csr_pem: bytes, *, days: int, usage: str = "signing") -> bytes:
-        """Issue a certificate for a CSR (GOST or RSA public key) signed by the GOST CA. The CSR's own
-        signature is checked first (proof of possession of the private key)."""
+    def issue_certificate(self, csr_pem: bytes, *, days: int) -> bytes:
+        """Issue a signing certificate for a CSR (GOST or RSA public key) with the GOST root, through the
+        one CA implementation (schoolgate.pki), which checks the CSR's own signature first (proof of
+        possession of the private key) and keeps the school's subject (ОГРН, ИНН) as it is."""
         if not 1 <= days <= CA_DAYS:
             raise ValueError(f"days must be 1..{CA_DAYS}")
-        with openssl.private_dir() as tmp:
-            csr = tmp / "req.csr"
-            csr.write_bytes(csr_pem)
-            openssl.run_openssl(
-                ["req", "-in", str(csr), "-verify", "-noout"],
-                engine=GOST_ENGINE,
-                what="CSR signature check",
-                error_code="SG-ESIA-107",
+        try:
+            return pki.issue_certificate(
+                csr_pem,
+                ca_cert=self.ca_cert,
+                ca_key=self.ca_key,
+                days=days,
+                key_usage=pki.DEFAULT_KEY_USAGE,
+                extended_key_usage=SIGNING_EXTENDED_KEY_USAGE,
             )
-            ext = tmp / "ext.cnf"
-            key_usage = (
-                "digitalSignature,nonRepudiation"
-                if usage == "signing"
-                else "digitalSignature,keyEncipherment"
-            )
-            ext.write_text(
-                f"basicConstraints=critical,CA:FALSE\nkeyUsage=critical,{key_usage}\n"
-                "extendedKeyUsage=clientAuth,emailProtection\nsubjectKeyIdentifier=hash\n"
-                "authorityKeyIdentifier=keyid\n"
-            )
-            serial = "0x" + secrets.token_hex(16)
-            with _lock:
-                return openssl.run_openssl(
-                    [
-                        "x509",
-                        "-req",
-                        "-in",
-                        str(csr),
-                        "-CA",
-                        str(self.ca_cert),
-                        "-CAkey",
-                        str(self.ca_key),
-                        "-set_serial",
-                        serial,
-                        "-days",
-                        str(days),
-                        "-extfile",
-                        str(ext),
-                    ],
-                    engine=GOST_ENGINE,
-                    what="issue certificate",
-                )
+        except pki.PkiError as exc:
+            raise EsiaError.local("SG-ESIA-107", detail=f"CSR refused by the CA: {exc}") from exc
 
     def new_key_and_cert(
         self, name: str, subject: str, *, days: int = 365, key_type: str = "gost"
