@@ -32,8 +32,18 @@ from schoolgate.fleet.waves import (
     plan_waves,
 )
 
-# "connect" selects no stage: only the rollout's own plays (reachability check and records of every school).
-STAGES = ("connect", "base", "provider", "tls", "signing_cert", "registration", "agent", "monitoring", "backup")
+# "connect" selects no stage: only the rollout's own plays (reachability check, records of every school).
+STAGES = (
+    "connect",
+    "base",
+    "provider",
+    "tls",
+    "signing_cert",
+    "registration",
+    "agent",
+    "monitoring",
+    "backup",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

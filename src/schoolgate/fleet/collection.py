@@ -65,8 +65,11 @@ def stage(dest: Path) -> Path:
     shutil.copytree(PROJECT / "filter_plugins", dest / "plugins" / "filter", ignore=_SKIP)
     shutil.copytree(PROJECT / "playbooks" / "callback_plugins", dest / "plugins" / "callback", ignore=_SKIP)
     shutil.copytree(PROJECT / "roles", dest / "roles", ignore=_SKIP)
-    shutil.copytree(PROJECT / "playbooks", dest / "playbooks", ignore=shutil.ignore_patterns(
-        "callback_plugins", "__pycache__"))
+    shutil.copytree(
+        PROJECT / "playbooks",
+        dest / "playbooks",
+        ignore=shutil.ignore_patterns("callback_plugins", "__pycache__"),
+    )
     site = (PROJECT / "site.yml").read_text(encoding="utf-8")
     (dest / "playbooks" / "site.yml").write_text(site.replace("playbooks/", ""), encoding="utf-8")
     return dest
@@ -79,7 +82,15 @@ def build(out: Path = PROJECT / "build" / "collection") -> Path:
     for old in out.glob("schoolgate-kit-*.tar.gz"):
         old.unlink()
     proc = subprocess.run(
-        [ansible_bin("ansible-galaxy"), "collection", "build", str(src), "--output-path", str(out), "--force"],
+        [
+            ansible_bin("ansible-galaxy"),
+            "collection",
+            "build",
+            str(src),
+            "--output-path",
+            str(out),
+            "--force",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -87,7 +98,9 @@ def build(out: Path = PROJECT / "build" / "collection") -> Path:
     )
     built = sorted(out.glob("schoolgate-kit-*.tar.gz"))
     if proc.returncode != 0 or not built:
-        raise CollectionError(f"ansible-galaxy collection build failed: {(proc.stdout + proc.stderr)[-1500:]}")
+        raise CollectionError(
+            f"ansible-galaxy collection build failed: {(proc.stdout + proc.stderr)[-1500:]}"
+        )
     return built[-1]
 
 

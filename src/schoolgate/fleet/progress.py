@@ -66,9 +66,9 @@ class WaveProgress:
 class Display:
     """One status line: rewritten in place on a terminal, printed on change (at most every 2 s) in logs."""
 
-    def __init__(self, out: TextIO = sys.stdout, min_interval_s: float = 2.0) -> None:
-        self.out = out
-        self.tty = out.isatty()
+    def __init__(self, out: TextIO | None = None, min_interval_s: float = 2.0) -> None:
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
         self.min_interval_s = min_interval_s
         self._last = 0.0
         self._last_line = ""

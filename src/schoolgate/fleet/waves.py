@@ -68,7 +68,9 @@ def parse_specs(
 def _default_names(n: int) -> list[str]:
     if n == len(DEFAULT_NAMES):
         return list(DEFAULT_NAMES)
-    return ["canary", *[f"wave{i}" for i in range(2, n + 1)]][:n] if n > 1 else ["all"]
+    if n == 1:
+        return ["all"]
+    return ["canary", *[f"wave{i}" for i in range(2, n)], "rest"]
 
 
 def plan_waves(schools: Sequence[str], specs: Sequence[WaveSpec], first: Sequence[str] = ()) -> list[Wave]:

@@ -49,8 +49,18 @@ def test_inventory_tree_gives_region_municipality_canary():
 
 
 def _write(d, school, **kw):
-    rec = {"school": school, "status": "ok", "run_id": "r1", "wave": "canary", "stage_reached": "base",
-           "stages_done": ["connect", "base"], "changed": 0, "failed_task": "", "message": "", "finished": "t"}
+    rec = {
+        "school": school,
+        "status": "ok",
+        "run_id": "r1",
+        "wave": "canary",
+        "stage_reached": "base",
+        "stages_done": ["connect", "base"],
+        "changed": 0,
+        "failed_task": "",
+        "message": "",
+        "finished": "t",
+    }
     rec.update(kw)
     (d / f"{school}.json").write_text(json.dumps(rec), encoding="utf-8")
 
@@ -64,8 +74,14 @@ def test_rows_ignore_records_of_other_rollouts_and_resume_failed_first(tmp_path)
     rec.mkdir()
     _write(rec, "s3")
     _write(rec, "s1", run_id="old-rollout")  # an earlier rollout: not part of this one
-    _write(rec, "s2", run_id="r2", status="failed", failed_task="Install baseline packages",
-           message="Failed to update apt cache: <unreachable>")
+    _write(
+        rec,
+        "s2",
+        run_id="r2",
+        status="failed",
+        failed_task="Install baseline packages",
+        message="Failed to update apt cache: <unreachable>",
+    )
     (rec / ".s4.tmp.json").write_text("{", encoding="utf-8")  # a record being written: ignored
     rows = {r.school: r for r in school_rows(_fleet(), state, load_records(rec))}
     assert rows["s3"].status == "ok"
@@ -76,8 +92,10 @@ def test_rows_ignore_records_of_other_rollouts_and_resume_failed_first(tmp_path)
 
 def test_html_report_is_self_contained_russian_and_filterable(tmp_path):
     state = RolloutState(inventory="inv", stages=["base"], run_ids=["r1"], stopped_at="canary")
-    state.waves = [Wave("canary", ["s1"], 0, "stopped", ["s1"]), Wave("rest", ["s2", "s3", "s4"], 20,
-                                                                      "not_started")]
+    state.waves = [
+        Wave("canary", ["s1"], 0, "stopped", ["s1"]),
+        Wave("rest", ["s2", "s3", "s4"], 20, "not_started"),
+    ]
     rec = tmp_path / "results"
     rec.mkdir()
     _write(rec, "s1", status="failed", failed_task="Install <b>", message="E: <script>alert(1)</script>")

@@ -14,7 +14,7 @@ def test_default_three_waves_over_200_schools():
     assert [w.name for w in waves] == ["canary", "early", "rest"]
     assert [len(w.hosts) for w in waves] == [1, 19, 180]
     assert [w.max_fail_percentage for w in waves] == [0, 10, 20]
-    assert sum((w.hosts for w in waves), []) == SCHOOLS  # every school exactly once, in order
+    assert [h for w in waves for h in w.hosts] == SCHOOLS  # every school exactly once, in order
 
 
 def test_canary_group_goes_first_and_is_not_repeated():
@@ -36,8 +36,13 @@ def test_last_wave_takes_the_rest_even_if_sized_smaller():
 
 @pytest.mark.parametrize(
     ("sizes", "fails", "needle"),
-    [("", "0", "--waves is empty"), ("1,0%", "0", "'0%'"), ("x", "0", "'x'"), ("1", "101", "'101'"),
-     ("1", "", "--max-fail is empty")],
+    [
+        ("", "0", "--waves is empty"),
+        ("1,0%", "0", "'0%'"),
+        ("x", "0", "'x'"),
+        ("1", "101", "'101'"),
+        ("1", "", "--max-fail is empty"),
+    ],
 )
 def test_bad_specs_name_the_option(sizes, fails, needle):
     with pytest.raises(WaveSpecError, match=needle):
