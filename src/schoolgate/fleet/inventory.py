@@ -80,7 +80,8 @@ def parse_inventory_list(data: dict[str, Any], inventory: str) -> Fleet:
         if host in seen:
             continue
         seen.add(host)
-        hv = hostvars.get(host, {})
+        # ansible-inventory does not template: a "{{ ... }}" value is not a name to show in a report.
+        hv = {k: v for k, v in hostvars.get(host, {}).items() if not (isinstance(v, str) and "{{" in v)}
         municipality = str(hv.get("municipality_name") or (path[-1] if len(path) > 1 else "—"))
         schools.append(
             School(
