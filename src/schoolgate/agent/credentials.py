@@ -323,6 +323,7 @@ class AccessTokens:
                     await asyncio.shield(self._inflight)
                 tok = await self._fetch(new)
                 self._signer, self._token = new, tok
+                self.last_error = None
                 self.refreshes += 1
                 self.last_refresh_at = time.time()
                 if self.m_refresh is not None:
