@@ -151,6 +151,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not recaps:
         _log("ERROR: no PLAY RECAP in the output; see the log")
         return rc or 1
+    if rc == 0 and (args.acceptance if args.acceptance is not None else not ns):
+        from schoolgate.acceptance.lab import run_integration_test  # make lab ends with the integration test
+
+        rc = run_integration_test(inventory, ns, _log)
     return rc
 
 
@@ -258,6 +262,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_topology_args(p)
     p.add_argument("--inventory", default=None, help="where to write the inventory (default per namespace)")
     p.add_argument("--no-aptcache", action="store_true")
+    p.add_argument(
+        "--acceptance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="end with playbooks/integration_test.yml (default: only in the default lab, i.e. make lab)",
+    )
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("down", help="remove the lab hosts")
