@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import stat
-import sys
 import textwrap
 from pathlib import Path
 
@@ -27,16 +25,6 @@ RULE = "xccdf_org.ssgproject.content_rule_"
 @pytest.fixture(scope="module")
 def checks():
     return load_catalogue()
-
-
-@pytest.fixture(scope="module")
-def af():
-    spec = importlib.util.spec_from_file_location("audit_facts_mod2", ROOT / "modules" / "audit_facts.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def by_id(ev, checks, waivers=()):
