@@ -497,7 +497,8 @@ class Delivery:
     async def _accepted(self, batch: list[QueuedRecord], text: str) -> None:
         try:
             data = json.loads(text)
-            rejected = {r["record_id"]: r for r in data.get("rejected", [])}
+            # Our record_ids are lower-case; a provider may echo them in another case (UUIDs are case-blind).
+            rejected = {str(r["record_id"]).lower(): r for r in data.get("rejected", [])}
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise DeliveryError(f"provider answered 200 with an unreadable body: {exc}") from exc
         kind = batch[0].kind

@@ -7,12 +7,13 @@ canonical JSON the outbox stores and the delivery workers send verbatim.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .store import Prepared
+from .store import Prepared, prepared
 
 try:  # optional accelerator (3-10x faster JSON); the stdlib json gives the same canonical bytes
     import orjson
@@ -121,7 +122,24 @@ def _canonical(rec: dict[str, Any]) -> bytes:
 
 
 def _prepare(kind: str, records: list[dict[str, Any]]) -> list[Prepared]:
-    return [Prepared(r["record_id"], kind, r["pupil_id"], _canonical(r)) for r in records]
+    # One tuple per record and no per-record calls we can avoid: this loop runs 50,000 times a second.
+    out: list[Prepared] = []
+    append = out.append
+    blake2b = hashlib.blake2b
+    if orjson is not None:
+        dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+        for r in records:
+            rid = r["record_id"]
+            low = rid.lower()
+            if low != rid:  # UUIDs are case-insensitive: store, send and answer one form
+                r["record_id"] = rid = low
+            payload = dumps(r, option=sort)
+            append(Prepared(rid, kind, r["pupil_id"], payload, blake2b(payload, digest_size=16).digest()))
+        return out
+    for r in records:
+        r["record_id"] = r["record_id"].lower()
+        append(prepared(r["record_id"], kind, r["pupil_id"], _canonical(r)))
+    return out
 
 
 def parse_single(kind: str, body: bytes) -> list[Prepared]:

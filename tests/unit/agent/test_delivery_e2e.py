@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from schoolgate.agent.harness import AgentProcess
+from schoolgate.agent.store import record_id_text
 
 from .conftest import SimAdmin, delivery_config, grade
 
@@ -33,7 +34,7 @@ def queued(agent: AgentProcess) -> int:
 
 def states(agent: AgentProcess) -> dict[str, int]:
     with sqlite3.connect(agent.db_path) as c:
-        return dict(c.execute("SELECT record_id, state FROM records").fetchall())
+        return {record_id_text(k): s for k, s in c.execute("SELECT record_id, state FROM records")}
 
 
 def push_batch(agent: AgentProcess, records: list[dict[str, Any]]) -> tuple[int, Any]:

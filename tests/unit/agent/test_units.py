@@ -7,12 +7,13 @@ import json
 import os
 import time
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
 from schoolgate.agent import auth, config, logs
 from schoolgate.agent.delivery import CircuitBreaker, batch_key, retry_after_s, select_batch
-from schoolgate.agent.store import Outbox, Prepared, QueuedRecord, RecordConflict
+from schoolgate.agent.store import Outbox, Prepared, QueuedRecord, RecordConflict, prepared
 
 
 def rec(seq: int, pupil: str, kind: str = "grade") -> QueuedRecord:
@@ -153,7 +154,7 @@ def _prepared(n: int, pupil: str = "p1") -> list[Prepared]:
     out = []
     for _ in range(n):
         rid = str(uuid.uuid4())
-        out.append(Prepared(rid, "grade", pupil, json.dumps({"record_id": rid}).encode()))
+        out.append(prepared(rid, "grade", pupil, json.dumps({"record_id": rid}).encode()))
     return out
 
 
@@ -164,7 +165,7 @@ def test_group_commit_shares_commits_and_isolates_a_conflicting_request(tmp_path
         first = _prepared(1)
         await box.ingest(first)
         commits_before = box.commits
-        conflicting = [Prepared(first[0].record_id, "grade", "p1", b'{"changed":1}')]
+        conflicting = [prepared(first[0].record_id, "grade", "p1", b'{"changed":1}')]
         batches = [_prepared(3) for _ in range(300)]
         results = await asyncio.gather(
             *(box.ingest(b) for b in batches), box.ingest(conflicting), return_exceptions=True
@@ -211,3 +212,114 @@ def test_openapi_documents_every_route(tmp_path: Path) -> None:
         documented = set(yaml.safe_load(fh)["paths"])
     assert len(routes) >= 15
     assert routes <= documented, routes - documented
+
+
+V1_RECORDS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE records (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    part INTEGER NOT NULL, pupil_id TEXT NOT NULL, digest BLOB NOT NULL, payload BLOB,
+    accepted_at REAL NOT NULL, state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+    done_at REAL
+);
+CREATE INDEX records_queue ON records(part, seq) WHERE state = 0;
+INSERT INTO meta VALUES ('partitions', '1'), ('schema', '1');
+"""
+
+
+def test_a_schema_1_outbox_is_upgraded_in_place_keeping_order_and_ids(tmp_path: Path) -> None:
+    import sqlite3
+
+    from schoolgate.agent.records import parse_batch
+
+    ids = ["0B8E5C1E-5A4C-4B7E-9D0E-6F1C2E3D4A5B", "1b8e5c1e-5a4c-4b7e-9d0e-6f1c2e3d4a5b"]
+    with sqlite3.connect(tmp_path / "o.db") as c:
+        c.executescript(V1_RECORDS)
+        for seq, (rid, state) in enumerate(zip(ids, (0, 1), strict=True), start=7):
+            c.execute(
+                "INSERT INTO records(seq, record_id, kind, part, pupil_id, digest, payload, accepted_at,"
+                " state) VALUES (?, ?, 'grade', 0, 'p1', ?, ?, 1.0, ?)",
+                (seq, rid, b"d" * 16, b'{"x":1}', state),
+            )
+
+    async def run() -> None:
+        box = Outbox(tmp_path / "o.db", partitions=4)
+        box.start(asyncio.get_running_loop())
+        assert box.partitions == 1 and box.queue_depth == 1
+        queued = await box.fetch_queue(0, 10)
+        assert [(q.seq, q.record_id, q.payload) for q in queued] == [(7, ids[0].lower(), b'{"x":1}')]
+        status = await box.record_status(ids[1].upper())
+        assert status is not None and (status["seq"], status["status"]) == (8, "delivered")
+        assert await box.record_status("not-a-uuid") is None
+        # The migrated id still guards its record: the same id (in upper case) with other content conflicts.
+        body = json.dumps({"records": [grade_rec(ids[1].upper())]}).encode()
+        with pytest.raises(RecordConflict):
+            await box.ingest(parse_batch("grade", body, "application/json", 10, 10**6))
+        fresh = await box.ingest([prepared("2B8E5C1E-5A4C-4B7E-9D0E-6F1C2E3D4A5B", "grade", "p1", b"{}")])
+        assert fresh.first_seq == 9  # acceptance order continues after the migrated rows
+        await box.close()
+
+    asyncio.run(run())
+    with sqlite3.connect(tmp_path / "o.db") as c:
+        assert c.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+        assert c.execute("SELECT typeof(record_id), length(record_id) FROM records LIMIT 1").fetchone() == (
+            "blob",
+            16,
+        )
+
+
+def grade_rec(record_id: str) -> dict[str, object]:
+    return {
+        "record_id": record_id,
+        "school_id": "school-001",
+        "pupil_id": "p1",
+        "subject": "Математика",
+        "grade": 5,
+        "date": "2026-10-01",
+        "teacher_id": "t1",
+    }
+
+
+def test_record_ids_are_stored_lower_case_and_a_case_variant_is_the_same_record(tmp_path: Path) -> None:
+    from schoolgate.agent.records import parse_batch, parse_single
+
+    rid = "ABCDEF01-5A4C-4B7E-9D0E-6F1C2E3D4A5B"
+
+    async def run() -> None:
+        box = Outbox(tmp_path / "o.db", partitions=2)
+        box.start(asyncio.get_running_loop())
+        first = parse_single("grade", json.dumps(grade_rec(rid)).encode())
+        assert first[0].record_id == rid.lower() and rid.lower().encode() in first[0].payload
+        assert (await box.ingest(first)).accepted == 1
+        body = json.dumps({"records": [grade_rec(rid.lower()), grade_rec(str(uuid4()))]}).encode()
+        res = await box.ingest(parse_batch("grade", body, "application/json", 10, 10**6))
+        assert (res.accepted, res.duplicates, res.duplicate_ids) == (1, 1, [rid.lower()])
+        (queued,) = [q for q in await box.fetch_queue(0, 10) + await box.fetch_queue(1, 10) if q.seq == 1]
+        assert queued.record_id == rid.lower() and json.loads(queued.payload)["record_id"] == rid.lower()
+        await box.close()
+
+    asyncio.run(run())
+
+
+def test_a_write_lock_held_elsewhere_delays_commits_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    async def run() -> None:
+        box = Outbox(tmp_path / "o.db", partitions=1)
+        box.start(asyncio.get_running_loop())
+        cli = sqlite3.connect(tmp_path / "o.db", isolation_level=None)  # like `schoolgate agent dlq replay`
+        cli.execute("BEGIN IMMEDIATE")
+        push = asyncio.ensure_future(box.ingest(_prepared(2)))
+        t0 = time.monotonic()
+        await asyncio.sleep(0.3)
+        assert time.monotonic() - t0 < 0.5  # the loop kept running while the group waited for the lock
+        assert not push.done() and box.queue_depth == 0
+        cli.execute("COMMIT")
+        result = await asyncio.wait_for(push, 5)
+        assert (result.accepted, result.first_seq) == (2, 1)
+        cli.close()
+        await box.close()
+
+    asyncio.run(run())
