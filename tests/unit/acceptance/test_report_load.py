@@ -13,7 +13,9 @@ def _report() -> rep.Report:
     r = rep.Report(target={"school": "school-001", "portal": "https://school-001.example"})
     ok = rep.CaseResult("push_json", "Передача оценок в формате JSON", duration_s=1.5)
     ok.step("POST /v1/batches/grade → 202")
-    bad = rep.CaseResult("spravka", "Ученик запрашивает справку", status=rep.FAIL, message="HTTP 502 <b>x</b>")
+    bad = rep.CaseResult(
+        "spravka", "Ученик запрашивает справку", status=rep.FAIL, message="HTTP 502 <b>x</b>"
+    )
     bad.step("POST /v1/documents → 502", ok=False)
     r.cases += [ok, bad]
     r.load = summarize([Sample("record", "202", 0.1), Sample("document", "503", 0.2)], 2, 1.0)
@@ -35,11 +37,11 @@ def test_load_fails_on_slow_p95_and_on_any_5xx() -> None:
     slow = fast[:90] + [Sample("record", "202", 2.5) for _ in range(10)]
     result = summarize(slow, 200, 10.0)
     assert not result.passed and result.p95_s == 2.5 and "p95" in result.reasons[0]
-    one_5xx = fast[:99] + [Sample("document", "503", 0.05)]
+    one_5xx = [*fast[:99], Sample("document", "503", 0.05)]
     result = summarize(one_5xx, 200, 10.0)
     assert not result.passed and result.errors_5xx == 1
     assert result.by_operation["document"]["errors_5xx"] == 1
-    conn = fast[:99] + [Sample("record", "connection", 0.01)]
+    conn = [*fast[:99], Sample("record", "connection", 0.01)]
     assert summarize(conn, 200, 10.0).errors_other == 1
     assert summarize(fast, 200, 10.0).rate_rps == 10.0
 
