@@ -174,8 +174,13 @@ def to_markdown(d: dict[str, Any]) -> str:
     ]
     for heading, items in _sections(d):
         out += [f"## {heading}", ""]
+        previous_bullet = False
         for item in items:
-            out.append(item if item.startswith("- ") else item + "\n")
+            bullet = item.startswith("- ")
+            if previous_bullet and not bullet:
+                out.append("")
+            out.append(item if bullet else item + "\n")
+            previous_bullet = bullet
         out.append("")
     out += [
         "## Оповещения мониторинга: что означают и кто действует",

@@ -64,6 +64,8 @@ async def run(
                 )
             except BrowserUnavailable as exc:
                 browser_error = str(exc)
+            except Exception as exc:  # chromedriver failing to start must not cost the other cases
+                browser_error = f"Chromium did not start: {type(exc).__name__}: {exc}"[:300]
         for case_id, title, body in selected:
             result = await run_case(case_id, title, lambda c, b=body: b(ctx, c))
             if result.status == rep.SKIP and browser_error:
