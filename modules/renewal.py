@@ -232,9 +232,15 @@ def record(module: AnsibleModule) -> Dict[str, Any]:
     try:
         if events_dir and not os.path.isdir(events_dir):
             os.makedirs(events_dir, 0o750)
+        # A line torn by a crash mid-write must not swallow this event: start on a fresh line.
+        lead = ""
+        if os.path.exists(p["events_file"]) and os.path.getsize(p["events_file"]) > 0:
+            with open(p["events_file"], "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                lead = "" if fh.read(1) == b"\n" else "\n"
         fd = os.open(p["events_file"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            os.write(fd, (line + "\n").encode("utf-8"))
+            os.write(fd, (lead + line + "\n").encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)
