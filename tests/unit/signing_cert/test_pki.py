@@ -95,3 +95,40 @@ def test_sign_cli_is_idempotent(tmp_path: Path) -> None:
         text=True,
     )
     assert third.stdout.startswith("issued serial")
+
+
+def test_check_cli_tells_whether_a_certificate_still_fits_the_csr(tmp_path: Path) -> None:
+    """`check` decides whether the role asks the УЦ's API again: 0 only for this CA's current certificate."""
+    ca_cert, ca_key = pki.init_ca(tmp_path / "ca")
+    other_ca, _ = pki.init_ca(tmp_path / "other")
+    csr = tmp_path / "h.csr"
+    csr.write_bytes(pki.create_csr(pki.generate_key(tmp_path / "k.pem"), "/O=Школа/CN=host"))
+    crt = tmp_path / "h.crt"
+
+    def check(ca: Path, *extra: str) -> tuple[int, str]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schoolgate.pki",
+                "check",
+                "--cert",
+                str(crt),
+                "--csr",
+                str(csr),
+                "--ca",
+                str(ca),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        return proc.returncode, proc.stdout.strip()
+
+    assert check(ca_cert) == (1, "missing")
+    crt.write_bytes(pki.issue_certificate(csr.read_bytes(), ca_cert=ca_cert, ca_key=ca_key, days=90))
+    assert check(ca_cert) == (0, "current")
+    assert check(other_ca) == (1, "outdated")  # does not chain to the given root
+    assert check(ca_cert, "--renew-days", "100") == (1, "outdated")  # expires within the renewal margin
+    csr.write_bytes(pki.create_csr(pki.generate_key(tmp_path / "k2.pem"), "/O=Школа/CN=host"))
+    assert check(ca_cert) == (1, "outdated")  # new key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import requests
@@ -211,3 +212,32 @@ def test_ca_issues_gost_certificate_from_csr(base, school: School, tmp_path):
     resp = requests.post(base + "/ca/v1/certificates", json={"csr": tampered}, headers=h)
     assert resp.status_code == 400, resp.text
     _err(requests.get(base + "/ca/v1/certificates/nope"), 404, "SIM-404")
+
+
+def test_uc_uses_the_one_ca_implementation(base, school: School, tmp_path):
+    """The simulator's УЦ issues through schoolgate.pki: the school's subject is kept as is (ОГРН, ИНН ЮЛ),
+    signing usages are set, and pki's own check accepts the result against the УЦ root."""
+    from schoolgate import pki
+
+    key = pki.generate_key(tmp_path / "k.pem")
+    csr = pki.create_csr(key, "/C=RU/O=Школа № 7/CN=school-007/OGRN=1027700132195")
+    resp = requests.post(
+        base + "/ca/v1/certificates",
+        json={"csr": csr.decode(), "days": 30},
+        headers={"X-Access-Code": school.access_code},
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    (tmp_path / "h.csr").write_bytes(csr)
+    (tmp_path / "h.crt").write_text(body["certificate"])
+    (tmp_path / "root.pem").write_text(body["chain"])
+    assert pki.up_to_date(body["certificate"].encode(), csr, tmp_path / "root.pem", renew_days=1)
+    text = subprocess.run(
+        ["openssl", "x509", "-engine", "gost", "-noout", "-text", "-nameopt", "utf8,-esc_msb"],
+        input=body["certificate"].encode(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert "OGRN=1027700132195" in text and "Школа № 7" in text
+    assert "Digital Signature, Non Repudiation" in text
+    assert "schoolgate simulated accredited CA (UC)" in text
