@@ -298,6 +298,13 @@ def test_renewal_under_load_zero_failures(local_school: LocalSchool) -> None:
         assert s.registered_hash() == old_hash
         assert s.agent_status()["signer"]["certificate_hash"] == old_hash
 
+        planned = s.renew("--check", "--diff")  # the plan, and nothing changes
+        assert planned.returncode == 0, _tail(planned)
+        assert "Сертификат подписи будет продлён" in planned.stdout, _tail(planned)
+        assert (s.signing / "key.pem").read_bytes() == old_key
+        assert not (s.signing / "key.next.pem").exists() and s.events() == []
+        assert Path(s.vars["renewal_token_path"]).read_text() == old_token
+
         renewed = s.renew()
         assert renewed.returncode == 0, _tail(renewed)
 
