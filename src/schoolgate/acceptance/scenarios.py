@@ -332,7 +332,11 @@ async def case_esia_login(ctx: Context, case: CaseResult) -> None:
         wait_for(lambda: driver.find_element(By.ID, t.login_user_element), 30, "ESIA login page")
         return str(driver.current_url)
 
-    login_url = await asyncio.to_thread(login)
+    try:
+        login_url = await asyncio.to_thread(login)
+    except TimeoutError:
+        body = driver.find_element(By.TAG_NAME, "body").text[:300]
+        raise CaseFailed(f"no ESIA login page after {start}: the portal answered {body!r}") from None
     expect(
         "/aas/oauth2/v2/ac" in login_url and "Госуслуги" in driver.page_source,
         case,
@@ -349,7 +353,17 @@ async def case_esia_login(ctx: Context, case: CaseResult) -> None:
             return url
         return None
 
-    back = await asyncio.to_thread(wait_for, landed, 60, "return to the portal with the assertion")
+    try:
+        back = await asyncio.to_thread(wait_for, landed, 60, "return to the portal with the assertion")
+    except TimeoutError:
+        url = str(driver.current_url)
+        _screenshot(ctx, driver, "esia_login_return")
+        raise CaseFailed(
+            f"after the ESIA login the browser is at {urlsplit(url).scheme}://{urlsplit(url).netloc}"
+            f"{urlsplit(url).path} without an identity assertion: the agent's esia.redirect_uri must be "
+            f"routed to the agent (under {t.api_prefix or '/'}), and the agent must answer the callback "
+            f"(page: {driver.title or 'no title'})"
+        ) from None
     case.step(f"после входа браузер вернулся на портал ({urlsplit(back).hostname})")
     if "#assertion=" in back:
         token = parse_qs(urlsplit(back).fragment)["assertion"][0]
