@@ -47,10 +47,12 @@ def runner_env(inventory: str) -> dict[str, str]:
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(fact_cache_dir(inventory)),
+        # A caller that already chose a fact cache (e.g. `schoolgate lab` per namespace) keeps it.
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": os.environ.get("ANSIBLE_CACHE_PLUGIN_CONNECTION")
+        or str(fact_cache_dir(inventory)),
         "ANSIBLE_NOCOLOR": "1",
     }
-    for key in ("CONTAINERS_CONF", "ANSIBLE_VAULT_PASSWORD_FILE", "HOME"):
+    for key in ("CONTAINERS_CONF", "ANSIBLE_VAULT_PASSWORD_FILE", "HOME", "SCHOOLGATE_LAB"):
         if key in os.environ:
             env[key] = os.environ[key]
     return env
