@@ -330,6 +330,8 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         timeout=aiohttp.ClientTimeout(total=cfg.provider.timeout_s),
     )
     esia_login = EsiaLogin(cfg, hmac_secret, esia_session) if cfg.esia.client_id else None
+    if esia_login is not None and delivery is not None:
+        esia_login.signer = delivery.tokens.current_signer  # type: ignore[method-assign] # one signer, renewed on SIGHUP
     services = (
         Services(cfg, outbox, delivery.session(), delivery.tokens.get, hmac_secret)
         if delivery is not None and cfg.services.enabled

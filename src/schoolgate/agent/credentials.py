@@ -218,6 +218,12 @@ class AccessTokens:
         if tok is None or time.time() >= tok.refresh_at:
             self._start_refresh("scheduled")
 
+    def current_signer(self) -> Any:
+        """The signer in use (sync; also the ESIA login's, so a SIGHUP renewal switches both)."""
+        if self._signer is None:
+            self._signer = load_signer(dict(self.cfg.esia.signer))
+        return self._signer.signer
+
     async def _current_signer(self) -> _Loaded:
         if self._signer is None:
             config = dict(self.cfg.esia.signer)
