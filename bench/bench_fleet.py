@@ -1,0 +1,150 @@
+"""Fleet rollout speed against lab schools: no-op rerun over N schools vs 1, tuned settings vs Ansible defaults.
+
+Runs `playbooks/rollout.yml` for real (ansible-playbook, podman connection) against a lab namespace whose
+schools already converged the measured stages (a warm-up run is done first and not timed). Every timed run
+is a no-op (the recap must show changed=0 for every school, else the figure is reported as invalid).
+
+Stage set: `--stages base` by default (the baseline role: apt, chrony, unattended-upgrades, admins, journald;
+~40 tasks per school). A full site.yml on 20 lab schools takes too long on a shared 2-core machine; the
+ratios are what this benchmark is about, and they hold per task.
+
+    SCHOOLGATE_LAB=flt schoolgate lab up --schools 20 --without provider --without monitor --without backup
+    python bench/bench_fleet.py --lab flt --schools 20 [--stages base] [--repeat 1] [--strategy-free]
+
+Figures: wall time (s) for 1 school and N schools with the project's ansible.cfg ("tuned") and with Ansible
+defaults on the same N schools (forks 5, gathering implicit, no fact cache, no pipelining), CPU seconds of
+ansible and its workers, the ratios, and the machine with its load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_agent_common import machine
+
+from schoolgate.lab import cli as lab_cli
+from schoolgate.lab import site, topology
+
+ROOT = Path(__file__).resolve().parents[1]
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+DEFAULTS = {  # what Ansible does without our ansible.cfg tuning
+    "ANSIBLE_FORKS": "5",
+    "ANSIBLE_GATHERING": "implicit",
+    "ANSIBLE_CACHE_PLUGIN": "memory",
+    "ANSIBLE_PIPELINING": "False",
+}
+
+
+def run(ns: str, inventory: Path, limit: list[str], stages: str, env_extra: dict[str, str]) -> dict:
+    env = dict(site.ansible_env(ns))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(env_extra)
+    tags = ",".join(f"stage_{s}" for s in stages.split(","))
+    cmd = [
+        "ansible-playbook",
+        "-i",
+        str(inventory),
+        "playbooks/rollout.yml",
+        "--limit",
+        ",".join(limit),
+        "--tags",
+        tags,
+        "-e",
+        "rollout_wave=bench",
+        "-e",
+        "rollout_max_fail_percentage=100",
+        "-e",
+        f"rollout_results_dir={ROOT / 'reports' / 'fleet' / 'bench'}",
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    recap = {
+        m.group(1): (int(m.group(3)), int(m.group(5)) + int(m.group(4)))
+        for m in RECAP_RE.finditer(proc.stdout)
+    }
+    changed = sum(c for c, _ in recap.values())
+    failed = sum(f for _, f in recap.values())
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "hosts": len(recap),
+        "changed": changed,
+        "failed": failed,
+        "rc": proc.returncode,
+        "tail": proc.stdout[-1500:] + proc.stderr[-500:],
+    }
+
+
+def best(ns, inventory, limit, stages, env_extra, repeat):
+    runs = [run(ns, inventory, limit, stages, env_extra) for _ in range(repeat)]
+    return min(runs, key=lambda r: r["wall"])
+
+
+def show(label: str, r: dict) -> None:
+    valid = "" if r["rc"] == 0 and r["changed"] == 0 else f"  INVALID (rc {r['rc']}, changed {r['changed']})"
+    print(
+        f"{label:<34} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s CPU  {r['hosts']:3d} hosts{valid}",
+        flush=True,
+    )
+    if valid:
+        print(r["tail"])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lab", default=os.environ.get("SCHOOLGATE_LAB", "flt"))
+    p.add_argument("--schools", type=int, default=20)
+    p.add_argument("--stages", default="base")
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument(
+        "--strategy-free", action="store_true", help="also measure strategy=free (tuned otherwise)"
+    )
+    p.add_argument("--no-warmup", action="store_true")
+    args = p.parse_args()
+    inventory = lab_cli.inventory_path(args.lab)
+    schools = [topology.school_name(i) for i in range(1, args.schools + 1)]
+    print(f"machine: {machine()}")
+    print(f"lab {args.lab}: {len(schools)} schools, stages {args.stages}, rollout.yml, podman connection")
+    if not args.no_warmup:
+        warm = run(args.lab, inventory, schools, args.stages, {})
+        print(
+            f"warm-up (converge, not timed): {warm['wall']:.1f} s, changed {warm['changed']}, rc {warm['rc']}"
+        )
+        if warm["failed"]:
+            print(warm["tail"])
+            return 1
+    one = best(args.lab, inventory, schools[:1], args.stages, {}, args.repeat)
+    show("tuned, 1 school", one)
+    many = best(args.lab, inventory, schools, args.stages, {}, args.repeat)
+    show(f"tuned, {len(schools)} schools", many)
+    dflt = best(args.lab, inventory, schools, args.stages, DEFAULTS, args.repeat)
+    show(f"Ansible defaults, {len(schools)} schools", dflt)
+    print(
+        f"ratio {len(schools)} schools / 1 school (tuned): {many['wall'] / one['wall']:.2f}x wall (goal <= 2x)"
+    )
+    print(
+        f"ratio defaults / tuned ({len(schools)} schools): {dflt['wall'] / many['wall']:.2f}x wall, "
+        f"{dflt['cpu'] / max(many['cpu'], 0.01):.2f}x CPU"
+    )
+    if args.strategy_free:
+        free = best(args.lab, inventory, schools, args.stages, {"ANSIBLE_STRATEGY": "free"}, args.repeat)
+        show(f"tuned + strategy free, {len(schools)}", free)
+        print(f"ratio free / linear: {free['wall'] / many['wall']:.2f}x wall")
+    load = os.getloadavg()
+    print(f"loadavg after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
