@@ -1,4 +1,4 @@
-"""Fleet rollout speed against lab schools: no-op rerun over N schools vs 1, tuned settings vs Ansible defaults.
+"""Fleet rollout speed on lab schools: no-op rerun over N schools vs 1, tuned settings vs Ansible defaults.
 
 Runs `playbooks/rollout.yml` for real (ansible-playbook, podman connection) against a lab namespace whose
 schools already converged the measured stages (a warm-up run is done first and not timed). Every timed run
@@ -131,7 +131,8 @@ def main() -> int:
     dflt = best(args.lab, inventory, schools, args.stages, DEFAULTS, args.repeat)
     show(f"Ansible defaults, {len(schools)} schools", dflt)
     print(
-        f"ratio {len(schools)} schools / 1 school (tuned): {many['wall'] / one['wall']:.2f}x wall (goal <= 2x)"
+        f"ratio {len(schools)} schools / 1 school (tuned): {many['wall'] / one['wall']:.2f}x wall "
+        " (goal <= 2x)"
     )
     print(
         f"ratio defaults / tuned ({len(schools)} schools): {dflt['wall'] / many['wall']:.2f}x wall, "
