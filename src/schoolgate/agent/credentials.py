@@ -15,6 +15,7 @@ agent switched, and tests count refreshes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -112,6 +113,8 @@ class AccessTokens:
         self.last_error: str | None = None
         self.last_refresh_at: float | None = None
         self.last_reload: dict[str, Any] = {}
+        self._reload_task: asyncio.Task[bool] | None = None
+        self._last_auto_reload = -1e9
         state_dir = Path(cfg.outbox.path).parent
         self.status_path = state_dir / STATUS_NAME
         self.m_refresh = self.m_reload = None
@@ -185,6 +188,9 @@ class AccessTokens:
             )
             self._schedule(self._next_attempt)
             self._write_status()
+            if "refused" in str(exc) and self._disk_certificate_changed():
+                # e.g. site.yml installed a new certificate (and registered it) without telling the agent
+                self.request_reload("certificate on disk differs from the one in use", automatic=True)
             raise
         self._token = tok
         self._next_attempt = 0.0
@@ -310,6 +316,32 @@ class AccessTokens:
         return tok.value
 
     # -- signer reload (SIGHUP) --------------------------------------------------------------------------
+    def _disk_certificate_changed(self) -> bool:
+        from schoolgate.esia.der import certificate_der
+
+        path = self.cfg.esia.signer.get("cert")
+        if self._signer is None or not path:
+            return False
+        try:
+            return certificate_der(Path(str(path)).read_bytes()) != self._signer.signer.certificate_der
+        except (OSError, ValueError):
+            return False
+
+    def request_reload(self, why: str, *, automatic: bool = False) -> asyncio.Task[bool] | None:
+        """One reload at a time; automatic ones (refused refresh + new file on disk) at most every 30 s."""
+        if self._reload_task is not None and not self._reload_task.done():
+            logs.info("signer.reload_already_running", why=why)
+            return self._reload_task
+        now = time.monotonic()
+        if automatic and now - self._last_auto_reload < 30:
+            return None
+        if automatic:
+            self._last_auto_reload = now
+        logs.info("signer.reload_requested", why=why)
+        self._reload_task = asyncio.get_running_loop().create_task(self.reload_signer(), name="signer-reload")
+        self._reload_task.add_done_callback(_consume)
+        return self._reload_task
+
     async def reload_signer(self) -> bool:
         """Re-read the config's signer, prove it with a token request, then switch. False: old one kept."""
         from .config import load
@@ -326,7 +358,8 @@ class AccessTokens:
             else:
                 # Not through the single-flight slot: a failure here must not touch the current token.
                 if self._inflight is not None and not self._inflight.done():
-                    await asyncio.shield(self._inflight)
+                    with contextlib.suppress(Exception):  # its failure is its own, not this reload's
+                        await asyncio.shield(self._inflight)
                 tok = await self._fetch(new)
                 self._signer, self._token = new, tok
                 self.last_error = None
@@ -405,12 +438,4 @@ def install_reload_handler(loop: asyncio.AbstractEventLoop, tokens: AccessTokens
     """SIGHUP → reload the signer (after a certificate renewal); requests keep flowing meanwhile."""
     if tokens is None:
         return
-    pending: list[asyncio.Task[bool]] = []
-
-    def on_hup() -> None:
-        if pending and not pending[-1].done():
-            logs.info("signer.reload_already_running")
-            return
-        pending[:] = [loop.create_task(tokens.reload_signer(), name="signer-reload")]
-
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGHUP, lambda: tokens.request_reload("SIGHUP"))

@@ -5,6 +5,7 @@ that the tests slow down, break and count; the client_secret is really signed (R
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import time
@@ -241,5 +242,46 @@ def test_signer_switch_only_after_the_provider_accepts_it(tmp_path: Path) -> Non
         Path(new["key"]).write_bytes(b"garbage")
         tokens.invalidate("token-2")
         assert await tokens.get() == "token-3"
+
+    run(scenario, tmp_path)
+
+
+def test_refused_refresh_with_a_new_certificate_on_disk_reloads_by_itself(tmp_path: Path) -> None:
+    async def scenario(tokens: AccessTokens, esia: FakeEsia) -> None:
+        esia.lifetime_s = 60
+        signer = dict(tokens.cfg.esia.signer)
+        config = tmp_path / "agent.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "auth": {"mode": "hmac", "hmac_secret_file": str(tmp_path / "hmac")},
+                    "outbox": {"path": tokens.cfg.outbox.path},
+                    "provider": {"base_url": "http://127.0.0.1:9"},
+                    "esia": {
+                        "base_url": esia.base,
+                        "client_id": "SCHOOLTEST",
+                        "redirect_uri": "http://127.0.0.1:9/esia/callback",
+                        "signer": signer,
+                    },
+                }
+            )
+        )
+        (tmp_path / "hmac").write_bytes(b"x" * 32)
+        tokens.cfg.source = str(config)
+        assert await tokens.get() == "token-1"
+        # a converge replaced key and certificate in place and registered the new one, without a SIGHUP
+        new = _pair(tmp_path / "keys", "new")
+        Path(signer["key"]).write_bytes(Path(new["key"]).read_bytes())
+        Path(signer["cert"]).write_bytes(Path(new["cert"]).read_bytes())
+        esia.accepted = {client_certificate_hash(Path(new["cert"]).read_bytes())}
+        tokens.invalidate("token-1")
+        with contextlib.suppress(DeliveryError):
+            await tokens.get()  # refused: the agent still signs with the certificate it loaded
+        for _ in range(50):
+            if tokens.last_reload.get("outcome") == "ok":
+                break
+            await asyncio.sleep(0.1)
+        assert tokens.last_reload.get("outcome") == "ok", tokens.last_reload
+        assert await tokens.get() == "token-2"
 
     run(scenario, tmp_path)
