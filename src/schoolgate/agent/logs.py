@@ -8,11 +8,10 @@ personal data or secrets, as a guard against a careless future change.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import time
 from typing import Any
+
+from schoolgate import jsonlog
 
 LOGGER = logging.getLogger("schoolgate.agent")
 _FORBIDDEN = {
@@ -31,29 +30,9 @@ _FORBIDDEN = {
 }
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            data.update(fields)
-        if record.exc_info and record.exc_info[0] is not None:
-            data["error_type"] = record.exc_info[0].__name__
-            data["error"] = str(record.exc_info[1])[:500]
-        return json.dumps(data, ensure_ascii=False, default=str)
-
-
 def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    LOGGER.handlers[:] = [handler]
-    LOGGER.setLevel(level.upper())
-    LOGGER.propagate = False
+    # No tracebacks: a frame's locals may hold a record payload.
+    jsonlog.setup(LOGGER.name, level)
 
 
 def event(level: int, name: str, **fields: Any) -> None:

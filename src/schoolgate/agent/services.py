@@ -62,8 +62,81 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
+    # -- helpers shared by справки and signing sessions --------------------------------------------------
     async def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token()}"}
+
+    async def _provider_post(
+        self, path: str, payload: dict[str, Any], accepted: tuple[int, ...], field: str
+    ) -> dict[str, Any]:
+        """POST to the provider; a refusal becomes 422 (or 502 for a provider failure) naming `field`."""
+        async with self.session.post(self.base + path, json=payload, headers=await self._headers()) as r:
+            text = await r.text()
+            if r.status not in accepted:
+                raise InputError(
+                    502 if r.status >= 500 else 422,
+                    [FieldError(field, f"provider refused: HTTP {r.status} {text[:300]}")],
+                    "provider_refused",
+                )
+        answer: dict[str, Any] = json.loads(text)
+        return answer
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """One statement in the outbox's next group commit."""
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(sql, params)
+
+        await self.outbox.write(op)
+
+    async def _ids(self, sql: str) -> list[str]:
+        return await self.outbox.read(lambda c: [r[0] for r in c.execute(sql)])
+
+    async def _stored(self, sql: str, key: str, what: str, ready: str, field: str) -> bytes:
+        """A stored blob (document, CMS) once its row has status `ready`: 404 unknown, 409 not yet."""
+        row = await self.outbox.read(lambda c: c.execute(sql, (key,)).fetchone())
+        if row is None:
+            raise InputError(404, [FieldError(field, f"unknown {what}")], "not_found")
+        if row[0] != ready:
+            raise InputError(
+                409, [FieldError("status", f"the {what} is {row[0]}, not {ready}")], f"not_{ready}"
+            )
+        return bytes(row[1])
+
+    async def _status(
+        self,
+        row_of: Callable[[sqlite3.Connection, str], dict[str, Any] | None],
+        key: str,
+        field: str,
+        unknown: str,
+        done: str,
+        link: tuple[str, str],
+    ) -> web.Response:
+        """A tracked item's row for the portal: 404 when unknown; the link to its result once `done`."""
+        row = await self.outbox.read(lambda c: row_of(c, key))
+        if row is None:
+            raise InputError(404, [FieldError(field, unknown)], "not_found")
+        if row["status"] == done:
+            row[link[0]] = link[1]
+        return web.json_response(row)
+
+    async def _verify(
+        self, cms: bytes, document: bytes, expected_cert: str | None, trusted_ca_file: str | None = None
+    ) -> str | None:
+        """Verify a detached CMS signature with the ESIA core, off the event loop: None, or why not."""
+        from schoolgate.esia.errors import EsiaError
+        from schoolgate.esia.verify import verify_cms_detached
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: verify_cms_detached(
+                    cms, document, expected_cert=expected_cert, trusted_ca_file=trusted_ca_file
+                ),
+            )
+        except EsiaError as exc:
+            return f"signature does not verify: {exc}"[:500]
+        return None
 
     # -- catalogue ------------------------------------------------------------------------------------
     async def refresh(self) -> None:
@@ -96,43 +169,22 @@ class Services:
 
     # -- справка ---------------------------------------------------------------------------------------
     async def create(self, request: web.Request, body: bytes) -> web.Response:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise InputError(400, [FieldError("body", "not valid JSON")], "bad_json") from None
-        if not isinstance(data, dict):
-            raise InputError(400, [FieldError("body", "must be a JSON object")], "bad_shape")
+        data = _json_object(body)
         service, oid = data.get("service"), data.get("oid")
         codes = {s.get("code") for s in self.catalogue or [] if s.get("kind") == "document"}
         if not isinstance(service, str) or (codes and service not in codes):
             raise InputError(422, [FieldError("service", f"must be one of {sorted(codes)}")], "bad_service")
         if not isinstance(oid, str | int) or not str(oid).isdigit():
             raise InputError(422, [FieldError("oid", "must be the pupil's ESIA oid (digits)")], "bad_oid")
-        async with self.session.post(
-            self.base + "/services/v1/requests",
-            json={"service": service, "oid": str(oid)},
-            headers=await self._headers(),
-        ) as r:
-            text = await r.text()
-            if r.status not in (200, 201, 202):
-                raise InputError(
-                    502 if r.status >= 500 else 422,
-                    [FieldError("service", f"provider refused: HTTP {r.status} {text[:300]}")],
-                    "provider_refused",
-                )
-            answer = json.loads(text)
+        answer = await self._provider_post(
+            "/services/v1/requests", {"service": service, "oid": str(oid)}, (200, 201, 202), "service"
+        )
         request_id = str(answer["request_id"])
         now = time.time()
-        await self.outbox.write(
-            lambda c: (
-                c.execute(
-                    "INSERT OR IGNORE INTO documents"
-                    "(request_id, service, oid, status, created_at, updated_at)"
-                    " VALUES (?,?,?,?,?,?)",
-                    (request_id, service, str(oid), "pending", now, now),
-                )
-                and None
-            )
+        await self._write(
+            "INSERT OR IGNORE INTO documents(request_id, service, oid, status, created_at, updated_at)"
+            " VALUES (?,?,?,?,?,?)",
+            (request_id, service, str(oid), "pending", now, now),
         )
         self._wake.set()
         logs.info("services.document_requested", request_id=request_id, service=service)
@@ -141,92 +193,52 @@ class Services:
         )
 
     def _row(self, c: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
-        cur = c.execute(
+        return _row_dict(
+            c,
             "SELECT request_id, service, status, signature_verified, error, webhook_status, created_at,"
             " updated_at FROM documents WHERE request_id = ?",
-            (request_id,),
+            request_id,
         )
-        row = cur.fetchone()
-        if row is None:
-            return None
-        keys = [d[0] for d in cur.description]
-        out = dict(zip(keys, row, strict=True))
-        out["signature_verified"] = (
-            bool(out["signature_verified"]) if out["signature_verified"] is not None else None
-        )
-        return out
 
     async def status(self, request: web.Request) -> web.Response:
         rid = request.match_info["request_id"]
-        row = await self.outbox.read(lambda c: self._row(c, rid))
-        if row is None:
-            raise InputError(404, [FieldError("request_id", "unknown request")], "not_found")
-        if row["status"] == "ready":
-            row["content_url"] = f"/v1/documents/{rid}/content"
-        return web.json_response(row)
+        link = ("content_url", f"/v1/documents/{rid}/content")
+        return await self._status(self._row, rid, "request_id", "unknown request", "ready", link)
 
     async def content(self, request: web.Request) -> web.Response:
-        rid = request.match_info["request_id"]
-        row = await self.outbox.read(
-            lambda c: c.execute(
-                "SELECT status, document FROM documents WHERE request_id = ?", (rid,)
-            ).fetchone()
+        document = await self._stored(
+            "SELECT status, document FROM documents WHERE request_id = ?",
+            request.match_info["request_id"],
+            "document",
+            "ready",
+            "request_id",
         )
-        if row is None:
-            raise InputError(404, [FieldError("request_id", "unknown request")], "not_found")
-        if row[0] != "ready":
-            raise InputError(409, [FieldError("status", f"the document is {row[0]}, not ready")], "not_ready")
-        return web.Response(body=bytes(row[1]), content_type="application/xml", charset="utf-8")
+        return web.Response(body=document, content_type="application/xml", charset="utf-8")
 
     async def _poll_loop(self) -> None:
+        webhooks = bool(self.cfg.services.webhook_url)
         while True:
             try:
-                pending = await self.outbox.read(
-                    lambda c: [
-                        r[0]
-                        for r in c.execute(
-                            "SELECT request_id FROM documents WHERE status = 'pending'"
-                            " ORDER BY created_at LIMIT 100"
-                        )
-                    ]
-                )
-                for rid in pending:
+                for rid in await self._ids(
+                    "SELECT request_id FROM documents WHERE status = 'pending' ORDER BY created_at LIMIT 100"
+                ):
                     await self._poll_one(rid)
-                undelivered = await self.outbox.read(
-                    lambda c: [
-                        r[0]
-                        for r in c.execute(
-                            "SELECT request_id FROM documents WHERE status IN ('ready', 'failed') AND"
-                            " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
-                        )
-                    ]
-                )
-                if self.cfg.services.webhook_url:
-                    for rid in undelivered:
+                for rid in await self._ids(
+                    "SELECT request_id FROM documents WHERE status IN ('ready', 'failed') AND"
+                    " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
+                ):
+                    if webhooks:
                         await self._webhook(rid)
-                waiting = await self.outbox.read(
-                    lambda c: [
-                        r[0]
-                        for r in c.execute(
-                            "SELECT session_id FROM signing_sessions WHERE status = 'awaiting_signature'"
-                            " ORDER BY created_at LIMIT 100"
-                        )
-                    ]
-                )
-                for sid in waiting:
+                for sid in await self._ids(
+                    "SELECT session_id FROM signing_sessions WHERE status = 'awaiting_signature'"
+                    " ORDER BY created_at LIMIT 100"
+                ):
                     await self._poll_signing(sid)
-                if self.cfg.services.webhook_url:
-                    finished = await self.outbox.read(
-                        lambda c: [
-                            r[0]
-                            for r in c.execute(
-                                "SELECT session_id FROM signing_sessions"
-                                " WHERE status != 'awaiting_signature' AND"
-                                " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
-                            )
-                        ]
-                    )
-                    for sid in finished:
+                if webhooks:
+                    for sid in await self._ids(
+                        "SELECT session_id FROM signing_sessions WHERE status != 'awaiting_signature' AND"
+                        " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
+                    ):
                         await self._signing_webhook(sid)
             except asyncio.CancelledError:
                 raise
@@ -248,33 +260,13 @@ class Services:
             document = await r.read()
         async with self.session.get(self.base + info["signature_url"], headers=headers) as r:
             signature = await r.read()
-        from schoolgate.esia.errors import EsiaError
-        from schoolgate.esia.verify import verify_cms_detached
-
-        error = None
-        try:
-            # Pinned to the signing certificate the provider announces for this document.
-            await asyncio.get_running_loop().run_in_executor(
-                None,
-                lambda: verify_cms_detached(
-                    signature, document, expected_cert=info.get("signer_certificate") or None
-                ),
-            )
-            verified = 1
-        except EsiaError as exc:
-            verified, error = 0, f"signature does not verify: {exc}"[:500]
-        status = "ready" if verified else "failed"
-        now = time.time()
-        await self.outbox.write(
-            lambda c: (
-                c.execute(
-                    "UPDATE documents SET status = ?, document = ?, signature = ?, signature_verified = ?,"
-                    " error = ?,"
-                    " updated_at = ? WHERE request_id = ?",
-                    (status, document, signature, verified, error, now, rid),
-                )
-                and None
-            )
+        # Pinned to the signing certificate the provider announces for this document.
+        error = await self._verify(signature, document, info.get("signer_certificate") or None)
+        verified = int(error is None)
+        await self._write(
+            "UPDATE documents SET status = ?, document = ?, signature = ?, signature_verified = ?, error = ?,"
+            " updated_at = ? WHERE request_id = ?",
+            ("ready" if verified else "failed", document, signature, verified, error, time.time(), rid),
         )
         logs.info("services.document_ready", request_id=rid, signature_verified=bool(verified))
 
@@ -289,12 +281,7 @@ class Services:
             "content_url": f"/v1/documents/{rid}/content",
         }
         outcome = await self._post_webhook(body, row["webhook_status"])
-        await self.outbox.write(
-            lambda c: (
-                c.execute("UPDATE documents SET webhook_status = ? WHERE request_id = ?", (outcome, rid))
-                and None
-            )
-        )
+        await self._write("UPDATE documents SET webhook_status = ? WHERE request_id = ?", (outcome, rid))
 
     async def _post_webhook(self, event: dict[str, Any], previous: str | None) -> str:
         """POST an event to the portal, HMAC-signed like the portal's requests. Returns the new status:
@@ -324,12 +311,7 @@ class Services:
         import base64
         import binascii
 
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise InputError(400, [FieldError("body", "not valid JSON")], "bad_json") from None
-        if not isinstance(data, dict):
-            raise InputError(400, [FieldError("body", "must be a JSON object")], "bad_shape")
+        data = _json_object(body)
         try:
             document = base64.b64decode(str(data.get("document", "")), validate=True)
         except (binascii.Error, ValueError):
@@ -349,31 +331,14 @@ class Services:
             "document_name": name,
             "signer_oid": str(signer_oid),
         }
-        async with self.session.post(
-            self.base + "/services/v1/signing-sessions", json=payload, headers=await self._headers()
-        ) as r:
-            text = await r.text()
-            if r.status not in (200, 201):
-                raise InputError(
-                    502 if r.status >= 500 else 422,
-                    [FieldError("signer_oid", f"provider refused: HTTP {r.status} {text[:300]}")],
-                    "provider_refused",
-                )
-            answer = json.loads(text)
+        answer = await self._provider_post("/services/v1/signing-sessions", payload, (200, 201), "signer_oid")
         sid = str(answer["session_id"])
         sign_url = self.base + str(answer["sign_url"])
         now = time.time()
-        row = (sid, name, document, str(signer_oid), sign_url, "awaiting_signature", now, now)
-        await self.outbox.write(
-            lambda c: (
-                c.execute(
-                    "INSERT OR IGNORE INTO signing_sessions"
-                    "(session_id, document_name, document, signer_oid, sign_url,"
-                    " status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-                    row,
-                )
-                and None
-            )
+        await self._write(
+            "INSERT OR IGNORE INTO signing_sessions(session_id, document_name, document, signer_oid,"
+            " sign_url, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+            (sid, name, document, str(signer_oid), sign_url, "awaiting_signature", now, now),
         )
         self._wake.set()
         logs.info("services.signing_started", session_id=sid)
@@ -382,42 +347,29 @@ class Services:
         )
 
     def _session_row(self, c: sqlite3.Connection, sid: str) -> dict[str, Any] | None:
-        cur = c.execute(
+        return _row_dict(
+            c,
             "SELECT session_id, document_name, sign_url, status, signature_verified, error,"
             " webhook_status, created_at, updated_at FROM signing_sessions WHERE session_id = ?",
-            (sid,),
+            sid,
         )
-        row = cur.fetchone()
-        if row is None:
-            return None
-        out = dict(zip([d[0] for d in cur.description], row, strict=True))
-        if out["signature_verified"] is not None:
-            out["signature_verified"] = bool(out["signature_verified"])
-        return out
 
     async def signing_status(self, request: web.Request) -> web.Response:
         sid = request.match_info["session_id"]
-        row = await self.outbox.read(lambda c: self._session_row(c, sid))
-        if row is None:
-            raise InputError(404, [FieldError("session_id", "unknown signing session")], "not_found")
-        if row["status"] == "signed":
-            row["signature_url"] = f"/v1/signing-sessions/{sid}/signature"
-        return web.json_response(row)
+        link = ("signature_url", f"/v1/signing-sessions/{sid}/signature")
+        return await self._status(
+            self._session_row, sid, "session_id", "unknown signing session", "signed", link
+        )
 
     async def signing_signature(self, request: web.Request) -> web.Response:
-        sid = request.match_info["session_id"]
-        row = await self.outbox.read(
-            lambda c: c.execute(
-                "SELECT status, cms FROM signing_sessions WHERE session_id = ?", (sid,)
-            ).fetchone()
+        cms = await self._stored(
+            "SELECT status, cms FROM signing_sessions WHERE session_id = ?",
+            request.match_info["session_id"],
+            "signing session",
+            "signed",
+            "session_id",
         )
-        if row is None:
-            raise InputError(404, [FieldError("session_id", "unknown signing session")], "not_found")
-        if row[0] != "signed":
-            raise InputError(
-                409, [FieldError("status", f"the session is {row[0]}, not signed")], "not_signed"
-            )
-        return web.Response(body=bytes(row[1]), content_type="application/pkcs7-signature")
+        return web.Response(body=cms, content_type="application/pkcs7-signature")
 
     async def _poll_signing(self, sid: str) -> None:
         import base64
@@ -433,14 +385,9 @@ class Services:
             return
         now = time.time()
         if status != "signed":
-            await self.outbox.write(
-                lambda c: (
-                    c.execute(
-                        "UPDATE signing_sessions SET status = ?, updated_at = ? WHERE session_id = ?",
-                        (str(status), now, sid),
-                    )
-                    and None
-                )
+            await self._write(
+                "UPDATE signing_sessions SET status = ?, updated_at = ? WHERE session_id = ?",
+                (str(status), now, sid),
             )
             logs.info("services.signing_finished", session_id=sid, status=str(status))
             return
@@ -451,34 +398,14 @@ class Services:
                 c.execute("SELECT document FROM signing_sessions WHERE session_id = ?", (sid,)).fetchone()[0]
             )
         )
-        from schoolgate.esia.errors import EsiaError
-        from schoolgate.esia.verify import verify_cms_detached
-
-        error = None
-        try:
-            # Our own copy of the document: what the parent signed must be exactly what the portal sent.
-            await asyncio.get_running_loop().run_in_executor(
-                None,
-                lambda: verify_cms_detached(
-                    cms,
-                    document,
-                    expected_cert=cert or None,
-                    trusted_ca_file=self.cfg.services.signature_trust_ca_file,
-                ),
-            )
-            verified, final = 1, "signed"
-        except EsiaError as exc:
-            verified, final, error = 0, "failed", f"signature does not verify: {exc}"[:500]
-        await self.outbox.write(
-            lambda c: (
-                c.execute(
-                    "UPDATE signing_sessions SET status = ?, cms = ?, signer_certificate = ?,"
-                    " signature_verified = ?,"
-                    " error = ?, updated_at = ? WHERE session_id = ?",
-                    (final, cms, cert, verified, error, now, sid),
-                )
-                and None
-            )
+        # Our own copy of the document: what the parent signed must be exactly what the portal sent.
+        error = await self._verify(cms, document, cert or None, self.cfg.services.signature_trust_ca_file)
+        verified = int(error is None)
+        final = "signed" if verified else "failed"
+        await self._write(
+            "UPDATE signing_sessions SET status = ?, cms = ?, signer_certificate = ?, signature_verified = ?,"
+            " error = ?, updated_at = ? WHERE session_id = ?",
+            (final, cms, cert, verified, error, now, sid),
         )
         logs.info(
             "services.signing_finished", session_id=sid, status=final, signature_verified=bool(verified)
@@ -495,13 +422,8 @@ class Services:
             "signature_verified": row["signature_verified"],
         }
         outcome = await self._post_webhook(body, row["webhook_status"])
-        await self.outbox.write(
-            lambda c: (
-                c.execute(
-                    "UPDATE signing_sessions SET webhook_status = ? WHERE session_id = ?", (outcome, sid)
-                )
-                and None
-            )
+        await self._write(
+            "UPDATE signing_sessions SET webhook_status = ? WHERE session_id = ?", (outcome, sid)
         )
 
     def routes(
@@ -509,42 +431,52 @@ class Services:
         authenticate: Callable[[web.Request, bytes], None],
         read_body: Callable[[web.Request], Awaitable[bytes]],
     ) -> list[web.RouteDef]:
-        async def catalogue(request: web.Request) -> web.Response:
-            authenticate(request, b"")
-            return await self.get_catalogue(request)
+        def get(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Handler:
+            async def route(request: web.Request) -> web.Response:
+                authenticate(request, b"")
+                return await handler(request)
 
-        async def create(request: web.Request) -> web.Response:
-            body = await read_body(request)
-            authenticate(request, body)
-            return await self.create(request, body)
+            return route
 
-        async def status(request: web.Request) -> web.Response:
-            authenticate(request, b"")
-            return await self.status(request)
+        def post(handler: Callable[[web.Request, bytes], Awaitable[web.Response]]) -> Handler:
+            async def route(request: web.Request) -> web.Response:
+                body = await read_body(request)
+                authenticate(request, body)
+                return await handler(request, body)
 
-        async def content(request: web.Request) -> web.Response:
-            authenticate(request, b"")
-            return await self.content(request)
-
-        async def create_signing(request: web.Request) -> web.Response:
-            body = await read_body(request)
-            authenticate(request, body)
-            return await self.create_signing(request, body)
-
-        async def signing_status(request: web.Request) -> web.Response:
-            authenticate(request, b"")
-            return await self.signing_status(request)
-
-        async def signing_signature(request: web.Request) -> web.Response:
-            authenticate(request, b"")
-            return await self.signing_signature(request)
+            return route
 
         return [
-            web.get("/v1/services", catalogue),
-            web.post("/v1/documents", create),
-            web.get("/v1/documents/{request_id}", status),
-            web.get("/v1/documents/{request_id}/content", content),
-            web.post("/v1/signing-sessions", create_signing),
-            web.get("/v1/signing-sessions/{session_id}", signing_status),
-            web.get("/v1/signing-sessions/{session_id}/signature", signing_signature),
+            web.get("/v1/services", get(self.get_catalogue)),
+            web.post("/v1/documents", post(self.create)),
+            web.get("/v1/documents/{request_id}", get(self.status)),
+            web.get("/v1/documents/{request_id}/content", get(self.content)),
+            web.post("/v1/signing-sessions", post(self.create_signing)),
+            web.get("/v1/signing-sessions/{session_id}", get(self.signing_status)),
+            web.get("/v1/signing-sessions/{session_id}/signature", get(self.signing_signature)),
         ]
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise InputError(400, [FieldError("body", "not valid JSON")], "bad_json") from None
+    if not isinstance(data, dict):
+        raise InputError(400, [FieldError("body", "must be a JSON object")], "bad_shape")
+    return data
+
+
+def _row_dict(c: sqlite3.Connection, sql: str, key: str) -> dict[str, Any] | None:
+    """One row as {column: value}; signature_verified as a bool (or None while unknown)."""
+    cur = c.execute(sql, (key,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    out = dict(zip([d[0] for d in cur.description], row, strict=True))
+    if out.get("signature_verified") is not None:
+        out["signature_verified"] = bool(out["signature_verified"])
+    return out
