@@ -25,8 +25,6 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
@@ -136,118 +134,6 @@ class CircuitBreaker:
         self.failures += 1
         if self.failures >= self.threshold or self.opened_at is not None:
             self.opened_at = time.monotonic()
-
-
-@dataclass
-class Token:
-    value: str
-    expires_at: float  # unix time
-
-
-class TokenSource:
-    """ESIA access token for the intake (client_credentials, v3 client_secret via the ESIA core),
-    fetched lazily and refreshed `refresh_margin_s` before it expires."""
-
-    def __init__(self, cfg: AgentConfig, session_factory: Callable[[], aiohttp.ClientSession]) -> None:
-        self.cfg = cfg
-        self._session_factory = session_factory
-        self._token: Token | None = None
-        self._lock = asyncio.Lock()
-        self._signer: Any = None
-
-    def seconds_left(self) -> float:
-        return 0.0 if self._token is None else max(0.0, self._token.expires_at - time.time())
-
-    def invalidate(self) -> None:
-        self._token = None
-
-    async def get(self) -> str:
-        if self.cfg.provider.token_file:
-            return self._static_token()
-        tok = self._token
-        if tok is not None and tok.expires_at - time.time() > self.cfg.esia.refresh_margin_s:
-            return tok.value
-        async with self._lock:
-            tok = self._token
-            if tok is None or tok.expires_at - time.time() <= self.cfg.esia.refresh_margin_s:
-                self._token = tok = await self._fetch()
-            return tok.value
-
-    def _token_form(self) -> dict[str, str]:
-        from schoolgate.esia import certhash, secret
-        from schoolgate.esia.signing import make_signer
-
-        if self._signer is None:
-            self._signer = make_signer(self.cfg.esia.signer)
-        esia = self.cfg.esia
-        timestamp, state = secret.esia_timestamp(), secret.new_state()
-        # v3 /te with grant_type=client_credentials signs client_id+scope+timestamp+state+redirect_uri.
-        client_secret = secret.client_secret_v3(
-            self._signer,
-            client_id=esia.client_id,
-            scope=esia.scope,
-            timestamp=timestamp,
-            state=state,
-            redirect_uri=esia.redirect_uri,
-        )
-        return {
-            "client_id": esia.client_id,
-            "grant_type": "client_credentials",
-            "scope": esia.scope,
-            "state": state,
-            "timestamp": timestamp,
-            "token_type": "Bearer",
-            "redirect_uri": esia.redirect_uri,
-            "client_secret": client_secret,
-            "client_certificate_hash": certhash.client_certificate_hash(self._signer.certificate_der),
-        }
-
-    def _static_token(self) -> str:
-        # A provider access token from the cabinet (registration role); re-read so rotation needs no restart.
-        from .auth import load_secret
-
-        tok = self._token
-        if tok is None or time.time() > tok.expires_at:
-            value = load_secret(self.cfg.provider.token_file or "", key="provider.token_file", min_bytes=16)
-            self._token = tok = Token(value.decode(), time.time() + 60)
-        return tok.value
-
-    async def _fetch(self) -> Token:
-        from schoolgate.esia import tokens as esia_tokens  # the one ESIA implementation
-
-        esia = self.cfg.esia
-        # Signing may shell out to openssl/the site's signer command: keep it off the event loop.
-        form = await asyncio.get_running_loop().run_in_executor(None, self._token_form)
-        url = esia.base_url.rstrip("/") + "/aas/oauth2/v3/te"
-        session = self._session_factory()
-        try:
-            async with session.post(url, data=form) as resp:
-                text = await resp.text()
-                if resp.status != 200:
-                    raise DeliveryError(
-                        f"ESIA token request refused: HTTP {resp.status} {_esia_reason(text)}"
-                    )
-                data = json.loads(text)
-        except aiohttp.ClientError as exc:
-            raise DeliveryError(f"ESIA token request failed: {explain_tls(exc)}") from exc
-        access = data.get("access_token")
-        if not isinstance(access, str):
-            raise DeliveryError("ESIA token response has no access_token")
-        expires_in = float(data.get("expires_in", 3600))
-        if esia.verify_certificates:
-            claims = esia_tokens.verify_token(
-                access, [_read(p) for p in esia.verify_certificates], issuer=None, client_id=esia.client_id
-            )
-            expires_at = float(claims.get("exp", time.time() + expires_in))
-        else:
-            expires_at = time.time() + expires_in
-        logs.info("token.acquired", expires_in_s=int(expires_at - time.time()))
-        return Token(access, expires_at)
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
 
 
 def _esia_reason(text: str) -> str:
