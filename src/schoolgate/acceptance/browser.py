@@ -25,25 +25,29 @@ class BrowserUnavailable(RuntimeError):
     """Chromium, chromedriver or certutil is missing; the message names the Debian package."""
 
 
-def _nss_trust(home: Path, ca_file: str) -> None:
-    """Add every certificate of a PEM bundle to the profile's NSS database (created on first use)."""
+def _nss_trust(home: Path, ca_files: list[str]) -> None:
+    """An NSS database in the throw-away profile that trusts exactly the certificates of these PEM bundles."""
     certutil = shutil.which("certutil")
     if certutil is None:
         raise BrowserUnavailable(
             "certutil not found: apt-get install libnss3-tools (the browser must trust the CA)"
         )
+    blocks: dict[str, None] = {}  # the same CA in several bundles is added once
+    for ca_file in ca_files:
+        pem = Path(ca_file).read_text(encoding="ascii", errors="replace")
+        for b in pem.split("-----END CERTIFICATE-----"):
+            if "-----BEGIN CERTIFICATE-----" in b:
+                blocks[
+                    "-----BEGIN CERTIFICATE-----"
+                    + b.split("-----BEGIN CERTIFICATE-----", 1)[1]
+                    + "-----END CERTIFICATE-----\n"
+                ] = None
     db = home / ".pki" / "nssdb"
-    if not db.exists():
-        db.mkdir(parents=True)
-        subprocess.run(
-            [certutil, "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True
-        )
-    pem = Path(ca_file).read_text(encoding="ascii", errors="replace")
-    blocks = [b + "-----END CERTIFICATE-----" for b in pem.split("-----END CERTIFICATE-----") if "BEGIN" in b]
-    start = len(list(home.glob("ca-*.pem")))
-    for i, block in enumerate(blocks, start):
+    db.mkdir(parents=True)
+    subprocess.run([certutil, "-N", "-d", f"sql:{db}", "--empty-password"], check=True, capture_output=True)
+    for i, block in enumerate(blocks):
         one = home / f"ca-{i}.pem"
-        one.write_text(block.strip() + "\n", encoding="ascii")
+        one.write_text(block, encoding="ascii")
         subprocess.run(
             [certutil, "-A", "-d", f"sql:{db}", "-t", "C,,", "-n", f"schoolgate-trust-{i}", "-i", str(one)],
             check=True,
@@ -63,8 +67,8 @@ def chromium(
 
     with tempfile.TemporaryDirectory(prefix="schoolgate-chromium-") as tmp:
         home = Path(tmp)
-        for ca in dict.fromkeys(c for c in ca_files or [] if c):
-            _nss_trust(home, ca)
+        if any(ca_files or []):
+            _nss_trust(home, [c for c in ca_files or [] if c])
         opts = webdriver.ChromeOptions()
         opts.binary_location = chrome
         for arg in (

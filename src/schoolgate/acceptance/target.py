@@ -84,6 +84,15 @@ class Target:
         for required in ("school", "portal_url", "hmac_secret_file"):
             if not data.get(required):
                 raise TargetError(f"target setting {required!r} is required")
+        data = dict(data)
+        # Values templated by Ansible may arrive as strings: coerce the non-string settings.
+        if "timeout_s" in data:
+            data["timeout_s"] = float(data["timeout_s"])
+        if "browser" in data and isinstance(data["browser"], str):
+            data["browser"] = data["browser"].strip().lower() in ("1", "true", "yes", "on")
+        for name in ("ca_file", "provider_ca_file", "provider_token_file"):
+            if data.get(name) in ("", "None", None):
+                data[name] = None
         target = cls(**data)
         if not target.school_id:
             target.school_id = target.school
