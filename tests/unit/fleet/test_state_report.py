@@ -113,3 +113,22 @@ def test_html_report_is_self_contained_russian_and_filterable(tmp_path):
         assert f"id='f-{status}'" in page and f"#f-{status}:checked~table.schools" in page
     text = report.table(rows)
     assert text.splitlines()[1].startswith("s1 ") and "Install <b>: E:" in text
+
+
+def test_callback_never_records_no_log_output_and_explains_loops():
+    import importlib.util
+
+    from schoolgate.fleet.runner import PROJECT
+
+    spec = importlib.util.spec_from_file_location(
+        "fleet_results", PROJECT / "playbooks" / "callback_plugins" / "fleet_results.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    hidden = mod._message({"censored": "the output has been hidden", "msg": "password=s3cret"})
+    assert hidden == "output hidden (no_log)" and "s3cret" not in hidden
+    assert mod._message({"_ansible_no_log": True, "stderr": "token=abc"}) == "output hidden (no_log)"
+    loop = {"results": [{"failed": False, "msg": "fine"}, {"failed": True, "msg": "item 2 broke"}]}
+    assert mod._message(loop) == "item 2 broke"
+    assert mod._message({"msg": "x" * 2000}).endswith("…") and len(mod._message({"msg": "x" * 2000})) == 600
+    assert mod._message({"msg": "apt failed", "stderr": "E: 127.0.0.1:9"}) == "apt failed | E: 127.0.0.1:9"
