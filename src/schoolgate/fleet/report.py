@@ -82,7 +82,8 @@ th{background:#f3f3f3}.st{font-weight:600;white-space:nowrap}
 tr.ok .st{color:#17692e}tr.failed .st,tr.unreachable .st{color:#b00020}
 tr.not_finished .st{color:#a65b00}tr.not_reached .st{color:#666}
 .filters label{display:inline-block;margin:.2em .4em .2em 0;padding:.25em .7em;border:1px solid #999;
-border-radius:1em;cursor:pointer}.filters input{position:absolute;opacity:0}
+border-radius:1em;cursor:pointer}input[name=f]{position:absolute;opacity:0}
+table.schools td:first-child{white-space:nowrap}
 .msg{font-family:ui-monospace,monospace;font-size:.9em;white-space:pre-wrap;max-width:48em}
 .sum span{margin-right:1.2em}.waves td,.waves th{font-size:.95em}
 """
