@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -21,7 +22,15 @@ import time
 from pathlib import Path
 
 import aiohttp
-from bench_agent_common import AgentProcess, cpu_s, grade_record, machine, rss_kb
+from bench_agent_common import (
+    AgentProcess,
+    children_rss_kb,
+    cpu_s,
+    grade_record,
+    machine,
+    main_thread_cpu_s,
+    rss_kb,
+)
 
 from schoolgate.agent.auth import sign
 
@@ -74,6 +83,7 @@ def main() -> int:
     ).start()
     try:
         cpu0 = cpu_s(agent.proc.pid)
+        loop0 = main_thread_cpu_s(agent.proc.pid)
         chunk = 200_000  # generate and send in slices so the client's memory stays small too
         total_s = 0.0
         errors = 0
@@ -91,7 +101,8 @@ def main() -> int:
             lat += latencies
             sent += n
         rss, hwm = rss_kb(agent.proc.pid)
-        agent_cpu = cpu_s(agent.proc.pid) - cpu0
+        agent_cpu = cpu_s(agent.proc.pid) - cpu0  # with the parsing workers
+        loop_cpu = main_thread_cpu_s(agent.proc.pid) - loop0
         with sqlite3.connect(agent.db_path) as c:
             stored = c.execute("SELECT COUNT(*) FROM records WHERE state = 0").fetchone()[0]
         lat.sort()
@@ -107,9 +118,16 @@ def main() -> int:
             "errors": errors,
             "agent_cpu_s": round(agent_cpu, 2),
             "records_per_agent_cpu_s": round(sent / agent_cpu),
+            "loop_thread_cpu_s": round(loop_cpu, 2),
+            "loop_thread_us_per_record": round(loop_cpu / sent * 1e6, 2),
+            # The event loop is the serial part (parse, validate, B-tree inserts); COMMIT runs on another
+            # thread with the GIL released. Pessimistic under load (shared caches, stolen cycles).
+            "implied_ceiling_records_per_s": round(sent / loop_cpu) if loop_cpu else None,
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
             "queued_in_outbox": stored,
             "agent_rss_mb": round(rss / 1024, 1),
             "agent_peak_rss_mb": round(hwm / 1024, 1),
+            "parse_workers_rss_mb": round(children_rss_kb(agent.proc.pid) / 1024, 1),
             "outbox_mb": round(sum(p.stat().st_size for p in work.glob("outbox.sqlite3*")) / 2**20, 1),
         }
         print(json.dumps(result, ensure_ascii=False))

@@ -13,7 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from schoolgate.agent.harness import AgentProcess
 
-__all__ = ["AgentProcess", "cpu_s", "grade_record", "machine", "rss_kb"]
+__all__ = [
+    "AgentProcess",
+    "children_rss_kb",
+    "cpu_s",
+    "grade_record",
+    "machine",
+    "main_thread_cpu_s",
+    "rss_kb",
+]
 
 SUBJECTS = ["Математика", "Русский язык", "Физика", "История", "Литература", "Химия", "Биология"]
 
@@ -61,9 +69,41 @@ def rss_kb(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
-def cpu_s(pid: int) -> float:
-    """user+system CPU seconds of a process: on a shared machine, throughput per CPU-second is the
-    figure that survives other people's load."""
-    with open(f"/proc/{pid}/stat") as fh:
+def children(pid: int) -> list[int]:
+    """Live child processes (the agent's parsing workers)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def cpu_s(pid: int, *, with_children: bool = True) -> float:
+    """user+system CPU seconds of a process and its live children: on a shared machine, throughput per
+    CPU-second is the figure that survives other people's load."""
+    total = 0.0
+    for p in [pid, *(children(pid) if with_children else [])]:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children_rss_kb(pid: int) -> int:
+    return sum(rss_kb(c)[0] for c in children(pid))
+
+
+def main_thread_cpu_s(pid: int) -> float:
+    """user+system CPU seconds of a process's main thread (the agent's event loop). The loop is the part
+    that cannot spread over cores, so loop CPU per record bounds throughput: ceiling = 1 / that."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

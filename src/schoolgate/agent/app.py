@@ -24,9 +24,10 @@ from .credentials import install_reload_handler
 from .delivery import Delivery, make_ssl_context
 from .esia_login import EsiaLogin
 from .metrics import Registry
+from .parsing import BatchParser
 from .records import FieldError, InputError, kind_of, orjson, parse_batch, parse_single
 from .services import Services
-from .store import Outbox, RecordConflict, StoreClosed
+from .store import Outbox, Prepared, RecordConflict, StoreClosed
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.yaml"})
 OPENAPI_FILE = os.path.join(os.path.dirname(__file__), "openapi.yaml")
@@ -81,6 +82,7 @@ def build_app(
     delivery: Delivery | None,
     esia_login: EsiaLogin | None = None,
     services: Services | None = None,
+    parser: BatchParser | None = None,
 ) -> web.Application:
     m_requests = registry.counter(
         "schoolgate_agent_http_requests_total", "API requests by route and status.", ["route", "status"]
@@ -201,7 +203,8 @@ def build_app(
         kind = kind_of(request.match_info["kind"])
         body = await _read_body(request, max_body)
         authenticate(request, body)
-        prepared = parse_batch(
+        parse = parser.parse if parser is not None else _parse_inline
+        prepared = await parse(
             kind,
             body,
             request.headers.get("Content-Type", "application/json"),
@@ -297,6 +300,12 @@ def build_app(
     return app
 
 
+async def _parse_inline(
+    kind: str, body: bytes, content_type: str, max_records: int, max_bytes: int
+) -> list[Prepared]:
+    return parse_batch(kind, body, content_type, max_records, max_bytes)
+
+
 def server_ssl_context(cfg: AgentConfig) -> ssl.SSLContext | None:
     """TLS on the listener (needed for mTLS): client certificates verified against listen.client_ca."""
     if not cfg.listen.tls_cert:
@@ -337,6 +346,8 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         if delivery is not None and cfg.services.enabled
         else None
     )
+    parser = BatchParser(cfg.limits.parse_workers)
+    parser.start()
     app = build_app(
         cfg,
         outbox,
@@ -345,6 +356,7 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         delivery=delivery,
         esia_login=esia_login,
         services=services,
+        parser=parser,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -397,4 +409,5 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         if delivery is not None:
             await delivery.stop()
         await outbox.close()
+        parser.close()
         await esia_session.close()

@@ -46,6 +46,8 @@ class LimitsConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     max_record_bytes: int = 64 * 1024
     max_batch_records: int = 10_000
+    # Processes that decode and validate large batches (agent/parsing.py); 0 = all on the event loop.
+    parse_workers: int = 1
 
 
 @dataclass
@@ -213,6 +215,8 @@ def validate(cfg: AgentConfig, *, check_files: bool = True) -> list[str]:
         problems.append("limits.max_record_bytes: must be ≥ 256 and ≤ limits.max_body_bytes")
     if not 1 <= cfg.limits.max_batch_records <= 100_000:
         problems.append("limits.max_batch_records: must be between 1 and 100000")
+    if not 0 <= cfg.limits.parse_workers <= 16:
+        problems.append("limits.parse_workers: must be between 0 (parse on the event loop) and 16")
     if not 1 <= cfg.outbox.partitions <= 64:
         problems.append("outbox.partitions: must be between 1 and 64")
     if not 0 <= cfg.outbox.group_linger_ms <= 50:

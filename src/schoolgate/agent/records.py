@@ -48,6 +48,10 @@ class InputError(Exception):
         self.code = code
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in self.errors))
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[int, list[FieldError], str]]:
+        # Raised in a parsing worker process and re-raised in the agent: pickle the real arguments.
+        return (InputError, (self.status, self.errors, self.code))
+
 
 def kind_of(url_kind: str) -> str:
     kind = KINDS.get(url_kind)

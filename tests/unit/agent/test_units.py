@@ -323,3 +323,37 @@ def test_a_write_lock_held_elsewhere_delays_commits_without_blocking_the_loop(
         await box.close()
 
     asyncio.run(run())
+
+
+def test_batches_parsed_in_a_worker_process_equal_inline_parsing_and_errors_survive_the_trip() -> None:
+    import signal
+
+    from schoolgate.agent.parsing import INLINE_BELOW_BYTES, BatchParser
+    from schoolgate.agent.records import InputError, parse_batch
+
+    records = [grade_rec(str(uuid4())) for _ in range(400)]
+    body = json.dumps({"records": records}).encode()
+    assert len(body) >= INLINE_BELOW_BYTES  # big enough to go to the worker
+    bad = json.loads(body)
+    bad["records"][123]["grade"] = 7
+    bad_body = json.dumps(bad).encode()
+
+    async def run() -> None:
+        parser = BatchParser(1)
+        try:
+            got = await parser.parse("grade", body, "application/json", 10_000, 10**7)
+            assert got == parse_batch("grade", body, "application/json", 10_000, 10**7)
+            with pytest.raises(InputError) as err:
+                await parser.parse("grade", bad_body, "application/json", 10_000, 10**7)
+            assert err.value.status == 422 and [e.field for e in err.value.errors] == ["records[123].grade"]
+            # A worker that dies (OOM killer) fails that request only; the next batch gets a fresh pool.
+            pool = parser._get_pool()
+            for pid in list(pool._processes):  # type: ignore[union-attr]
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool or the killed worker's error
+                await parser.parse("grade", body, "application/json", 10_000, 10**7)
+            assert len(await parser.parse("grade", body, "application/json", 10_000, 10**7)) == 400
+        finally:
+            parser.close()
+
+    asyncio.run(run())
