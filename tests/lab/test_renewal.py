@@ -13,6 +13,8 @@ During 5 minutes of steady portal traffic:
   one proven before the old one is revoked);
 * a renewal that fails midway (the provider cabinet answers 503) leaves the old key, certificate, registration
   and agent signer in place and working, and sets the metric the SchoolgateRenewalFailed alert fires on;
+* the production path (issuer "manual"): the first run hands over only the CSR and stops, the second run
+  installs the certificate the УЦ issued, registers it and switches the agent;
 * every record the portal handed over reaches the provider exactly once, no delivery attempt fails.
 """
 
@@ -335,6 +337,10 @@ def test_renewal_under_load_zero_failures(local_school: LocalSchool) -> None:
         metrics_file = Path(s.vars["renewal_metrics_file"])
         assert 'schoolgate_renewal_last_outcome_ok{kind="signing_cert"} 1' in metrics_file.read_text()
 
+        again = s.renew()  # nothing due any more: a second run changes nothing
+        assert again.returncode == 0 and " changed=0 " in again.stdout, _tail(again)
+        assert [e["outcome"] for e in s.events()[-2:]] == ["skipped", "skipped"], s.events()[-2:]
+
         # -- 2. a renewal that fails midway: the provider cabinet is down -----------------------------------
         key_after_first = (s.signing / "key.pem").read_bytes()
         refreshes_before_failure = s.agent_status()["token"]["refreshes"]
@@ -362,7 +368,56 @@ def test_renewal_under_load_zero_failures(local_school: LocalSchool) -> None:
         assert s.registered_hash() == new_hash
         assert s.agent_status()["signer"]["certificate_hash"] == new_hash
 
-        # -- 3. the rest of the load window --------------------------------------------------------------
+        # -- 3. production path: the CSR goes to the УЦ by hand, a second run installs the issued file -------
+        csr_dir = s.tmp / "csr"
+        manual = [
+            "-e",
+            "renewal_force=true",
+            "-e",
+            json.dumps(
+                {
+                    "renewal_kinds": ["signing_cert"],
+                    "renewal_signing_cert_issuer": "manual",
+                    "renewal_signing_cert_csr_dir": str(csr_dir),
+                }
+            ),
+        ]
+        first = s.renew(*manual)
+        assert first.returncode == 0, _tail(first)
+        last = [e for e in s.events() if e["kind"] == "signing_cert"][-1]
+        assert last["outcome"] == "skipped" and last["step"] == "awaiting_certificate", last
+        assert (s.signing / "key.next.pem").exists() and (s.signing / "cert.pem").read_bytes() == new_cert
+        csr = (csr_dir / "renewal-local-school.next.csr").read_text()
+        assert "PRIVATE KEY" not in csr  # only the request left the "host"
+        r = requests.post(  # what the school's admin does at the УЦ
+            s.sim.base + "/ca/v1/certificates",
+            json={"csr": csr, "days": 365},
+            headers={"X-Access-Code": s.vars["renewal_access_code"]},
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+        (s.tmp / "uc").mkdir()
+        (s.tmp / "uc" / "school.crt").write_text(r.json()["certificate"])
+        (s.tmp / "uc" / "root.crt").write_text(r.json()["chain"])
+        second = s.renew(
+            *manual,
+            "-e",
+            json.dumps(
+                {
+                    "renewal_signing_cert_certificate_src": str(s.tmp / "uc" / "school.crt"),
+                    "renewal_signing_cert_trust_anchors": [str(s.tmp / "uc" / "root.crt")],
+                }
+            ),
+        )
+        assert second.returncode == 0, _tail(second)
+        third_hash = client_certificate_hash((s.signing / "cert.pem").read_bytes())
+        assert third_hash not in (old_hash, new_hash)
+        assert s.registered_hash() == third_hash
+        assert s.agent_status()["signer"]["certificate_hash"] == third_hash
+        assert not [p.name for p in s.signing.iterdir() if ".prev." in p.name or ".next." in p.name]
+        assert 'schoolgate_renewal_last_outcome_ok{kind="signing_cert"} 1' in metrics_file.read_text()
+
+        # -- 4. the rest of the load window --------------------------------------------------------------
         time.sleep(max(0.0, LOAD_S - (time.monotonic() - started)))
     finally:
         load.stop()
