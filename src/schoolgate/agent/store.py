@@ -340,12 +340,12 @@ class Outbox:
                     _resolve_all([(op, None, exc) for op in ops])
                     continue
                 ops = self._take()
-                results = self._apply(ops)  # inserts on this thread: no GIL hand-off per row
                 try:
+                    results = self._apply(ops)  # inserts on this thread: no GIL hand-off per row
                     await loop.run_in_executor(self._committer, self._commit)
                     self.commits += 1
                     self.committed_ops += len(ops)
-                except Exception as exc:  # the commit itself failed (disk full, I/O error): nobody was stored
+                except Exception as exc:  # the group itself failed (disk full, I/O error): nobody was stored
                     with contextlib.suppress(Exception):
                         self._conn.execute("ROLLBACK")
                     results = [(op, None, exc) for op in ops]

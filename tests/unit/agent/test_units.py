@@ -357,3 +357,25 @@ def test_batches_parsed_in_a_worker_process_equal_inline_parsing_and_errors_surv
             parser.close()
 
     asyncio.run(run())
+
+
+def test_a_failed_commit_fails_its_whole_group_stores_nothing_and_the_outbox_goes_on(tmp_path: Path) -> None:
+    import sqlite3
+
+    async def run() -> None:
+        box = Outbox(tmp_path / "o.db", partitions=1)
+        box.start(asyncio.get_running_loop())
+        real_commit = box._commit
+
+        def disk_full() -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        box._commit = disk_full  # type: ignore[method-assign]
+        failed = await asyncio.gather(*(box.ingest(_prepared(2)) for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(r, sqlite3.OperationalError) for r in failed)
+        box._commit = real_commit  # type: ignore[method-assign]
+        ok = await box.ingest(_prepared(1))
+        assert (ok.accepted, ok.first_seq) == (1, 1) and box.writer_alive and box.queue_depth == 1
+        await box.close()
+
+    asyncio.run(run())
