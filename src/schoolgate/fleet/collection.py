@@ -27,9 +27,9 @@ PROJECT = Path(__file__).resolve().parents[3]
 FQCN = "ansible_collections.schoolgate.kit.plugins.module_utils"
 _IMPORT_RE = re.compile(r"\bansible\.module_utils\.(schoolgate_[a-z_]+)")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "molecule", "WIP")
-RUNTIME = """---
-requires_ansible: ">=2.16.0"
-"""
+# Collection metadata lives in collection/ (galaxy.yml, meta/runtime.yml, CHANGELOG.md): a galaxy.yml at the
+# project root would make ansible-lint treat the whole project as a collection.
+META = PROJECT / "collection"
 
 
 class CollectionError(RuntimeError):
@@ -45,10 +45,10 @@ def stage(dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "plugins" / "modules").mkdir(parents=True)
-    (dest / "meta").mkdir()
-    shutil.copy2(PROJECT / "galaxy.yml", dest / "galaxy.yml")
+    shutil.copytree(META / "meta", dest / "meta")
+    shutil.copy2(META / "galaxy.yml", dest / "galaxy.yml")
+    shutil.copy2(META / "CHANGELOG.md", dest / "CHANGELOG.md")
     shutil.copy2(PROJECT / "README.md", dest / "README.md")
-    (dest / "meta" / "runtime.yml").write_text(RUNTIME, encoding="utf-8")
     for module in sorted((PROJECT / "modules").glob("*.py")):
         out = dest / "plugins" / "modules" / module.name
         out.write_text(_rewrite_imports(module.read_text(encoding="utf-8")), encoding="utf-8")
