@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from schoolgate.fleet.inventory import ansible_bin
@@ -76,8 +77,13 @@ def stage(dest: Path) -> Path:
 
 
 def build(out: Path = PROJECT / "build" / "collection") -> Path:
-    """Stage and build; returns the tarball (out/schoolgate-kit-<version>.tar.gz)."""
-    src = stage(out / "src")
+    """Stage (in a temporary directory: linters must not see a second copy of the roles) and build; returns
+    the tarball (out/schoolgate-kit-<version>.tar.gz)."""
+    with tempfile.TemporaryDirectory(prefix="schoolgate-collection-") as tmp:
+        return _build(stage(Path(tmp) / "kit"), out)
+
+
+def _build(src: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("schoolgate-kit-*.tar.gz"):
         old.unlink()
