@@ -347,7 +347,7 @@ async def run(cfg: AgentConfig, *, ready_file: str | None = None) -> None:
         else None
     )
     parser = BatchParser(cfg.limits.parse_workers)
-    parser.start()
+    await parser.start()
     app = build_app(
         cfg,
         outbox,

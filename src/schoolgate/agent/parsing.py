@@ -62,12 +62,19 @@ class BatchParser:
             )
         return self._pool
 
-    def start(self) -> None:
-        """Start the workers now (they take ~1 s to import), not on the first big batch."""
-        if self.workers > 0:
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the workers now (they take ~1 s to import and compile the contracts), not on the first big
+        batch. If they cannot start, parse on the event loop: slower, never down."""
+        if self.workers <= 0:
+            return
+        try:
             pool = self._get_pool()
-            for _ in range(self.workers):
-                pool.submit(os.getpid)
+            warmups = [asyncio.wrap_future(pool.submit(os.getpid)) for _ in range(self.workers)]
+            await asyncio.wait_for(asyncio.gather(*warmups), timeout)
+        except Exception as exc:
+            logs.warning("parsing.workers_unavailable", reason=f"{type(exc).__name__}: {exc}"[:300])
+            self.close(wait=False)
+            self.workers = 0
 
     async def parse(
         self, kind: str, body: bytes, content_type: str, max_records: int, max_bytes: int
@@ -89,7 +96,7 @@ class BatchParser:
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
