@@ -437,5 +437,8 @@ def _consume(task: asyncio.Task[Any]) -> None:
 def install_reload_handler(loop: asyncio.AbstractEventLoop, tokens: AccessTokens | None) -> None:
     """SIGHUP → reload the signer (after a certificate renewal); requests keep flowing meanwhile."""
     if tokens is None:
+        # No delivery, no signer in use; still catch SIGHUP, whose default action would stop the agent
+        # (and systemd counts SIGHUP as a clean exit: no restart).
+        loop.add_signal_handler(signal.SIGHUP, lambda: logs.info("signer.reload_skipped", why="delivery off"))
         return
     loop.add_signal_handler(signal.SIGHUP, lambda: tokens.request_reload("SIGHUP"))

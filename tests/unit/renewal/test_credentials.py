@@ -285,3 +285,22 @@ def test_refused_refresh_with_a_new_certificate_on_disk_reloads_by_itself(tmp_pa
         assert await tokens.get() == "token-2"
 
     run(scenario, tmp_path)
+
+
+def test_sighup_never_stops_an_agent_without_delivery(tmp_path: Path) -> None:
+    """renew.yml may signal an agent whose delivery is off: it must keep running."""
+    import os
+    import signal as sig
+
+    from schoolgate.agent.harness import AgentProcess
+
+    agent = AgentProcess(tmp_path / "agent").start()
+    try:
+        assert agent.proc is not None
+        os.kill(agent.proc.pid, sig.SIGHUP)
+        time.sleep(1.0)
+        assert agent.proc.poll() is None, agent.log_tail()
+        assert agent.request("GET", "/healthz", signed=False)[0] == 200
+        assert "signer.reload_skipped" in agent.log_tail()
+    finally:
+        agent.stop()
