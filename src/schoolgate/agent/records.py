@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,7 @@ def _prepare(kind: str, records: list[dict[str, Any]]) -> list[Prepared]:
     # One tuple per record and no per-record calls we can avoid: this loop runs 50,000 times a second.
     out: list[Prepared] = []
     append = out.append
-    blake2b = hashlib.blake2b
+    blake2b, crc32, fromhex = hashlib.blake2b, zlib.crc32, bytes.fromhex
     if orjson is not None:
         dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
         for r in records:
@@ -138,7 +139,18 @@ def _prepare(kind: str, records: list[dict[str, Any]]) -> list[Prepared]:
             if low != rid:  # UUIDs are case-insensitive: store, send and answer one form
                 r["record_id"] = rid = low
             payload = dumps(r, option=sort)
-            append(Prepared(rid, kind, r["pupil_id"], payload, blake2b(payload, digest_size=16).digest()))
+            pupil = r["pupil_id"]
+            append(
+                Prepared(
+                    rid,
+                    kind,
+                    pupil,
+                    payload,
+                    blake2b(payload, digest_size=16).digest(),
+                    fromhex(rid.replace("-", "")),  # the contract's pattern makes this 16 bytes (record_key)
+                    crc32(pupil.encode()),  # pupil_lane
+                )
+            )
         return out
     for r in records:
         r["record_id"] = r["record_id"].lower()

@@ -130,10 +130,22 @@ class Prepared(NamedTuple):
     pupil_id: str
     payload: bytes  # canonical JSON, sent to the provider verbatim
     digest: bytes  # blake2b-128 of payload: the same record_id with other content is a conflict
+    key: bytes  # record_key(record_id)
+    lane: int  # pupil_lane(pupil_id); the partition is lane % partitions
+    # key and lane are computed where the record is parsed (a worker process for big batches), so the
+    # event loop only builds the row.
 
 
 def prepared(record_id: str, kind: str, pupil_id: str, payload: bytes) -> Prepared:
-    return Prepared(record_id.lower(), kind, pupil_id, payload, payload_digest(payload))
+    rid = record_id.lower()
+    return Prepared(
+        rid, kind, pupil_id, payload, payload_digest(payload), record_key(rid), pupil_lane(pupil_id)
+    )
+
+
+def pupil_lane(pupil_id: str) -> int:
+    # Stable across processes and restarts (unlike hash()), so a pupil always maps to the same partition.
+    return zlib.crc32(pupil_id.encode())
 
 
 def payload_digest(payload: bytes) -> bytes:
@@ -175,8 +187,7 @@ class QueuedRecord:
 
 
 def partition_of(pupil_id: str, partitions: int) -> int:
-    # Stable across processes and restarts (unlike hash()), so a pupil always maps to the same lane.
-    return zlib.crc32(pupil_id.encode()) % partitions
+    return pupil_lane(pupil_id) % partitions
 
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -423,10 +434,7 @@ class Outbox:
         a known record_id with different content raises RecordConflict and stores nothing."""
         partitions = self.partitions
         now = time.time()
-        crc = zlib.crc32
-        rows = [
-            (record_key(r[0]), r[1], crc(r[2].encode()) % partitions, r[2], r[4], r[3], now) for r in records
-        ]
+        rows = [(r[5], r[1], r[6] % partitions, r[2], r[4], r[3], now) for r in records]
         result: IngestResult = await self._submit(
             lambda c: _insert_records(c, rows), rows=len(rows), insert_rows=rows
         )

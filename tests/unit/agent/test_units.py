@@ -290,6 +290,8 @@ def test_record_ids_are_stored_lower_case_and_a_case_variant_is_the_same_record(
         box.start(asyncio.get_running_loop())
         first = parse_single("grade", json.dumps(grade_rec(rid)).encode())
         assert first[0].record_id == rid.lower() and rid.lower().encode() in first[0].payload
+        # The parser's inlined key/lane/digest are exactly what the store's helpers compute.
+        assert first[0] == prepared(rid, "grade", "p1", first[0].payload)
         assert (await box.ingest(first)).accepted == 1
         body = json.dumps({"records": [grade_rec(rid.lower()), grade_rec(str(uuid4()))]}).encode()
         res = await box.ingest(parse_batch("grade", body, "application/json", 10, 10**6))
