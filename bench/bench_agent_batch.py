@@ -30,6 +30,7 @@ from bench_agent_common import (
     machine,
     main_thread_cpu_s,
     rss_kb,
+    threads_cpu_s,
 )
 
 from schoolgate.agent.auth import sign
@@ -75,14 +76,19 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--inflight", type=int, default=4)
+    ap.add_argument(
+        "--parse-workers", type=int, default=None, help="agent limits.parse_workers (default: the agent's)"
+    )
     args = ap.parse_args()
     print("machine:", machine())
     work = Path(tempfile.mkdtemp(prefix="bench-agent-batch-"))
-    agent = AgentProcess(
-        work, {"log_level": "warning", "limits": {"max_body_bytes": 32 * 1024 * 1024}}
-    ).start()
+    limits: dict[str, int] = {"max_body_bytes": 32 * 1024 * 1024}
+    if args.parse_workers is not None:
+        limits["parse_workers"] = args.parse_workers
+    agent = AgentProcess(work, {"log_level": "warning", "limits": limits}).start()
     try:
         cpu0 = cpu_s(agent.proc.pid)
+        process0 = cpu_s(agent.proc.pid, with_children=False)
         loop0 = main_thread_cpu_s(agent.proc.pid)
         chunk = 200_000  # generate and send in slices so the client's memory stays small too
         total_s = 0.0
@@ -103,6 +109,8 @@ def main() -> int:
         rss, hwm = rss_kb(agent.proc.pid)
         agent_cpu = cpu_s(agent.proc.pid) - cpu0  # with the parsing workers
         loop_cpu = main_thread_cpu_s(agent.proc.pid) - loop0
+        process_cpu = cpu_s(agent.proc.pid, with_children=False) - process0
+        busy_threads = [round(t, 2) for t in sorted(threads_cpu_s(agent.proc.pid)[1:], reverse=True)[:3]]
         with sqlite3.connect(agent.db_path) as c:
             stored = c.execute("SELECT COUNT(*) FROM records WHERE state = 0").fetchone()[0]
         lat.sort()
@@ -123,6 +131,9 @@ def main() -> int:
             # The event loop is the serial part (parse, validate, B-tree inserts); COMMIT runs on another
             # thread with the GIL released. Pessimistic under load (shared caches, stolen cycles).
             "implied_ceiling_records_per_s": round(sent / loop_cpu) if loop_cpu else None,
+            "other_threads_cpu_s": round(process_cpu - loop_cpu, 2),
+            "busiest_other_threads_cpu_s_since_start": busy_threads,
+            "parse_workers_cpu_s": round(agent_cpu - process_cpu, 2),
             "loadavg_1m_after": round(os.getloadavg()[0], 2),
             "queued_in_outbox": stored,
             "agent_rss_mb": round(rss / 1024, 1),

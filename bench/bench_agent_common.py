@@ -21,6 +21,7 @@ __all__ = [
     "machine",
     "main_thread_cpu_s",
     "rss_kb",
+    "threads_cpu_s",
 ]
 
 SUBJECTS = ["Математика", "Русский язык", "Физика", "История", "Литература", "Химия", "Биология"]
@@ -107,3 +108,17 @@ def main_thread_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/task/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def threads_cpu_s(pid: int) -> list[float]:
+    """CPU seconds of each thread of a process, the main thread first."""
+    out = []
+    tids = sorted(os.listdir(f"/proc/{pid}/task"), key=lambda t: (int(t) != pid, int(t)))
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
