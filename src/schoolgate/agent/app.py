@@ -27,7 +27,7 @@ from .metrics import Registry
 from .parsing import BatchParser
 from .records import FieldError, InputError, kind_of, orjson, parse_batch, parse_single
 from .services import Services
-from .store import Outbox, Prepared, RecordConflict, StoreClosed
+from .store import Outbox, RecordConflict, Row, StoreClosed
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.yaml"})
 OPENAPI_FILE = os.path.join(os.path.dirname(__file__), "openapi.yaml")
@@ -302,8 +302,8 @@ def build_app(
 
 async def _parse_inline(
     kind: str, body: bytes, content_type: str, max_records: int, max_bytes: int
-) -> list[Prepared]:
-    return parse_batch(kind, body, content_type, max_records, max_bytes)
+) -> list[Row]:
+    return list(parse_batch(kind, body, content_type, max_records, max_bytes))
 
 
 def server_ssl_context(cfg: AgentConfig) -> ssl.SSLContext | None:
