@@ -230,17 +230,16 @@ def center(fleet_lab):
     first = commit("v1")
     ok(
         CENTER,
-        "pkill -f 'git-daemon|pullreceiver' || true; git daemon --detach --reuseaddr --export-all "
+        "for p in /run/git-daemon.pid /run/pullreceiver.pid; do [ -f $p ] && kill $(cat $p); rm -f $p; done; "
+        "sleep 1; git daemon --detach --reuseaddr --export-all --pid-file=/run/git-daemon.pid "
         "--base-path=/srv/git --listen=0.0.0.0 --port=9418 /srv/git",
     )
-    receiver = (run.__globals__["PROJECT"] / "src/schoolgate/fleet/pullreceiver.py").read_text(
-        encoding="utf-8"
-    )
+    receiver = (PROJECT / "src/schoolgate/fleet/pullreceiver.py").read_text(encoding="utf-8")
     ok(CENTER, f"cat > /usr/local/bin/pullreceiver.py <<'EOF'\n{receiver}EOF")
     ok(
         CENTER,
         "nohup python3 /usr/local/bin/pullreceiver.py --listen 0.0.0.0:8780 --dir /srv/pull "
-        ">/var/log/pullreceiver.log 2>&1 & sleep 1",
+        ">/var/log/pullreceiver.log 2>&1 & echo $! > /run/pullreceiver.pid; sleep 1",
     )
     return first
 
