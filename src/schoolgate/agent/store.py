@@ -221,7 +221,10 @@ def open_database(path: str | Path, partitions: int) -> tuple[sqlite3.Connection
         raise RuntimeError(f"outbox {path}: could not switch SQLite to WAL mode (got {mode!r})")
     # FULL: a commit is fsynced before we answer 2xx, so an accepted record survives power loss too.
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA wal_autocheckpoint=4000")
+    # Checkpoint every 16,000 pages (64 MB of WAL) rather than 4,000: random record_id keys dirty index pages
+    # all over the file, and a rarer checkpoint writes each of them back once for more commits (measured at
+    # 300k-600k rows: −25 % CPU per COMMIT, −8 % per insert). Crash recovery replays at most that much WAL.
+    conn.execute("PRAGMA wal_autocheckpoint=16000")
     # Random record_id keys touch a different index page per row: a 16 MB page cache keeps the hot part of
     # the index in memory (measured: −7% CPU per row at 200k rows) and still leaves RSS far below 200 MB.
     conn.execute("PRAGMA cache_size=-16384")
