@@ -131,5 +131,6 @@ def render_inventory(hosts: list[LabHost]) -> str:
         lines.append("")
     lines.append("[lab:children]")
     lines.extend(groups)
-    lines += ["", "[lab:vars]", *LAB_VARS, ""]
+    ns_vars = [f"schoolgate_lab_namespace={ns}"] if ns else []
+    lines += ["", "[lab:vars]", *LAB_VARS, *ns_vars, ""]
     return "\n".join(lines)

@@ -95,9 +95,11 @@ def test_namespaced_hosts_keep_their_names_but_get_prefixed_containers():
     assert "school-002 ansible_host=t-school-002 " in text
     assert "provider ansible_host=t-provider " in text
     assert "namespace 't'" in text
+    assert "\nschoolgate_lab_namespace=t\n" in text  # roles keep per-namespace controller files apart
 
 
 def test_default_lab_containers_are_named_like_hosts():
     hosts = topology.build_topology(1)
     assert all(h.container == h.name for h in hosts)
     assert "school-001 ansible_host=school-001 " in topology.render_inventory(hosts)
+    assert "schoolgate_lab_namespace" not in topology.render_inventory(hosts)
