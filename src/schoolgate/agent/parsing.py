@@ -2,9 +2,10 @@
 
 A batch of 1,000 records costs the event loop ~5 µs a record to decode, validate (the ESIA core's
 compiled contract) and canonicalise, and ~6 µs to insert; the loop is the agent's one serial part.
-Python threads cannot share that work (the GIL), so bodies of batches go to a small process pool and
-come back as prepared rows (pickled tuples: ~0.3 µs a record to load). Small bodies (single records,
-small batches) are parsed on the loop: the hand-off costs more than it saves.
+Python threads cannot share that work (the GIL), so with `limits.parse_workers` > 0 bodies of batches go
+to a small process pool and come back as prepared rows (pickled tuples: ~0.3 µs a record to load). Small
+bodies (single records, small batches) are always parsed on the loop: the hand-off costs more than it
+saves. Off by default: the pipe and the pickling add more total CPU than a 2-core host can spare.
 
 Nothing is acknowledged by a worker: it only turns bytes into rows. Storing (and the 2xx after the
 fsync) stays with the outbox in the agent process, so durability is exactly as without workers.
