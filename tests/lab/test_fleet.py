@@ -259,6 +259,9 @@ def test_pull_mode_timer_lock_only_on_change_and_report(fleet_lab, center):
         "pull_mode_playbook=pull.yml",
         "-e",
         f"pull_mode_report_url=http://{CENTER}:8780/v1/pull-reports",
+        # The demo playbook needs no collection: ansible-core alone keeps the install small.
+        "-e",
+        '{"pull_mode_packages": ["git", "ansible-core", "python3"]}',
     ]
     first = run(*args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
