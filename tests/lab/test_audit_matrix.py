@@ -253,8 +253,8 @@ BATCHES: list[list[Injection]] = [
         ("SIGN-CERT", short_signing_cert, "signing certificate expires"),
         (
             "SECRET-PERMS",
-            lambda lab: mode(lab, "/etc/schoolgate/signing/key.pem", "0644"),
-            "key.pem mode 0644",
+            lambda lab: mode(lab, f"{LIVE}/privkey.pem", "0644"),
+            "privkey.pem mode 0644",
         ),
         (
             "BACKUP-FRESH",
