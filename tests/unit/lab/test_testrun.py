@@ -43,3 +43,29 @@ def test_wip_scenario_is_skipped_not_run(project: Path, monkeypatch: pytest.Monk
     assert "not green yet" in beta.note
     assert not any("beta" in " ".join(cmd) for cmd in ran)
     assert any(cmd[:3] == ["molecule", "test", "-s"] and cmd[3] == "alpha" for cmd in ran)
+
+
+def test_lab_stage_overlaps_molecule_and_is_reported(monkeypatch, tmp_path):
+    import threading
+
+    monkeypatch.setattr(testrun, "PROJECT", tmp_path)
+    monkeypatch.setattr(testrun, "REPORTS", tmp_path / "reports")
+    lab_started = threading.Event()
+    seen: list[str] = []
+
+    def fake_pytest(name, args):
+        lab_started.set()
+        return testrun.Result(name, 3, 0, 0.1, tmp_path / "lab.log")
+
+    def fake_molecule(names, jobs):
+        # The lab stage must already be running while the scenarios run.
+        assert lab_started.wait(5), "lab stage did not start beside Molecule"
+        seen.append("molecule")
+        return [testrun.Result("molecule:x", 1, 0, 0.1, tmp_path / "m.log")]
+
+    monkeypatch.setattr(testrun, "stage_pytest", fake_pytest)
+    monkeypatch.setattr(testrun, "stage_molecule", fake_molecule)
+    monkeypatch.setattr(testrun, "_print", lambda res: None)
+    results = testrun.run_stages(["molecule", "lab"], 2, None)
+    assert [r.name for r in results] == ["molecule:x", "lab"]
+    assert sum(r.passed for r in results) == 4
