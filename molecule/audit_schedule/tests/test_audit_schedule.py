@@ -63,7 +63,7 @@ def test_sandbox_keeps_the_rest_of_the_system_read_only(host) -> None:
     probe = host.file("/var/lib/schoolgate-audit/sandbox.log").content_string.strip()
     if probe == "writable" and host.run("systemd-detect-virt -c -q").rc == 0:
         # Found in the podman lab (bookworm and trixie): systemd without CAP_SYS_ADMIN in the container skips
-        # the mount namespace instead of failing the unit; the properties are asserted in test_unit_is_hardened.
+        # the mount namespace instead of failing the unit; test_unit_is_hardened asserts the properties.
         pytest.skip("systemd in this container does not apply ProtectSystem= (no mount namespace)")
     # /srv/audit-probe is mode 0777: only ProtectSystem=strict stops the run from writing there
     assert probe == "read-only"
