@@ -13,10 +13,11 @@ PYTHON ?= python3
 #   --config.check and zabbix_agent2 -t in the monitoring tests.  restic: backup script tests.
 #   postgresql, wrk: backup and agent benchmarks.
 #   chromium, chromium-driver: the simulator's end-to-end test drives the ESIA login page in a real browser.
+#   libnss3-tools: certutil, so the acceptance test's browser trusts the lab CA (own throw-away NSS database).
 DEBIAN_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables slirp4netns \
 	libengine-gost-openssl openssl python3 python3-venv python3-pip git make tar ca-certificates \
 	nginx-light prometheus prometheus-alertmanager prometheus-blackbox-exporter zabbix-agent2 restic \
-	postgresql wrk chromium chromium-driver
+	postgresql wrk chromium chromium-driver libnss3-tools
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(PROJECT)/lab/containers.conf
