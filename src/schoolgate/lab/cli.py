@@ -208,7 +208,7 @@ def cmd_playbook(args: argparse.Namespace) -> int:
     extra = list(args.ansible_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
-    cmd = ["ansible-playbook", "-i", str(inventory), args.playbook, *extra]
+    cmd = [site.ansible_playbook(), "-i", str(inventory), args.playbook, *extra]
     return subprocess.run(cmd, cwd=podman.PROJECT_DIR, env=site.ansible_env(ns), check=False).returncode
 
 

@@ -21,7 +21,8 @@ def topology_file(ns: str = "") -> Path:
     return STATE_DIR / f"topology-{ns}.json" if ns else TOPOLOGY_FILE
 
 
-SYSTEMD_TIMEOUT_S = 90
+# Generous: on a loaded 2-core machine systemd in a fresh container can take minutes to finish booting.
+SYSTEMD_TIMEOUT_S = 300
 
 
 class HostStartError(RuntimeError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,12 @@ def site_stages(site: Path) -> list[str]:
     return IMPORT_RE.findall(site.read_text()) if site.exists() else []
 
 
+def ansible_playbook() -> str:
+    """ansible-playbook of the venv this code runs from (PATH may not have the venv's bin/ first)."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return str(beside) if beside.exists() else (shutil.which("ansible-playbook") or "ansible-playbook")
+
+
 def ansible_env(ns: str = "") -> dict[str, str]:
     """Environment for ansible-playbook against a lab namespace.
 
@@ -79,7 +87,7 @@ def run_site(
     env = ansible_env(ns)
     # --flush-cache: lab containers get new addresses whenever they are recreated, and cached facts would make
     # exporters bind to an address the container no longer has.
-    cmd = ["ansible-playbook", "--flush-cache", "-i", str(inventory), playbook, *(extra or [])]
+    cmd = [ansible_playbook(), "--flush-cache", "-i", str(inventory), playbook, *(extra or [])]
     with open(log, "w") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()

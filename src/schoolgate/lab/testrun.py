@@ -123,6 +123,27 @@ def stage_pytest(name: str, args: Sequence[str]) -> Result:
     return Result(name, passed, failed, secs, log, skipped=skipped)
 
 
+def lab_groups(lab_dir: Path | None = None) -> dict[str, list[str]]:
+    """Lab test files split into two groups that run at the same time: those on the shared converged lab
+    (namespace t; they run one after another, each undoing its faults) and those with hosts of their own
+    (fleet namespace, bare hosts, local processes) — the latter spend minutes waiting on timers and loads."""
+    lab_dir = lab_dir or PROJECT / "tests" / "lab"
+    groups: dict[str, list[str]] = {"converged": [], "isolated": []}
+    for path in sorted(lab_dir.glob("test_*.py")):
+        key = "converged" if "converged_lab" in path.read_text(encoding="utf-8") else "isolated"
+        groups[key].append(str(path.relative_to(PROJECT)))
+    return {k: v for k, v in groups.items() if v}
+
+
+def stage_lab() -> list[Result]:
+    groups = lab_groups()
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+        futures = [
+            pool.submit(stage_pytest, f"lab-{name}", ["-m", "lab", *files]) for name, files in groups.items()
+        ]
+        return [f.result() for f in futures]
+
+
 def scenarios(only: Sequence[str] | None = None) -> list[str]:
     names = sorted(
         p.parent.name
@@ -196,7 +217,7 @@ def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] |
         "ansible-lint": lambda: _check("ansible-lint", ["ansible-lint", "--profile", "production"]),
         "syntax": stage_syntax,
         "unit": lambda: stage_pytest("unit", ["tests/unit"]),
-        "lab": lambda: stage_pytest("lab", ["-m", "lab", "tests/lab"]),
+        "lab": stage_lab,
     }
     # The lab stage (its own lab namespace) runs beside the Molecule scenarios instead of after them: both
     # spend much of their time waiting on containers, systemd and timers, so overlapping them keeps
@@ -212,14 +233,17 @@ def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] |
                 continue
             if stage == "lab" and overlap:
                 continue
-            res = simple[stage]()
-            _print(res)
-            results.append(res)
+            results += _report(simple[stage]())
         if lab_future is not None:
-            res = lab_future.result()
-            _print(res)
-            results.append(res)
+            results += _report(lab_future.result())
     return results
+
+
+def _report(outcome: Result | list[Result]) -> list[Result]:
+    found = outcome if isinstance(outcome, list) else [outcome]
+    for res in found:
+        _print(res)
+    return found
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -64,8 +64,19 @@ def test_lab_stage_overlaps_molecule_and_is_reported(monkeypatch, tmp_path):
         return [testrun.Result("molecule:x", 1, 0, 0.1, tmp_path / "m.log")]
 
     monkeypatch.setattr(testrun, "stage_pytest", fake_pytest)
+    monkeypatch.setattr(testrun, "lab_groups", lambda: {"converged": ["a.py"], "isolated": ["b.py"]})
     monkeypatch.setattr(testrun, "stage_molecule", fake_molecule)
     monkeypatch.setattr(testrun, "_print", lambda res: None)
     results = testrun.run_stages(["molecule", "lab"], 2, None)
-    assert [r.name for r in results] == ["molecule:x", "lab"]
-    assert sum(r.passed for r in results) == 4
+    assert [r.name for r in results] == ["molecule:x", "lab-converged", "lab-isolated"]
+    assert sum(r.passed for r in results) == 7
+
+
+def test_lab_files_are_grouped_by_whether_they_use_the_converged_lab(monkeypatch, tmp_path):
+    monkeypatch.setattr(testrun, "PROJECT", tmp_path)
+    lab = tmp_path / "tests" / "lab"
+    lab.mkdir(parents=True)
+    (lab / "test_a.py").write_text("def test_x(converged_lab): pass\n")
+    (lab / "test_b.py").write_text("def test_y(lab_host): pass\n")
+    (lab / "conftest.py").write_text("converged_lab = None\n")
+    assert testrun.lab_groups() == {"converged": ["tests/lab/test_a.py"], "isolated": ["tests/lab/test_b.py"]}
