@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(items):
 def lab_ready() -> None:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed (run `make deps`)")
+    hosts.ensure_inotify(lambda _m: None)
     for suite in images.SUITES:
         images.ensure_image(suite, log=lambda _m: None)
     podman.ensure_network()

@@ -54,6 +54,7 @@ def _ensure_aptcache(enabled: bool) -> None:
 
 def cmd_images(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    hosts.ensure_inotify(_log)  # Molecule scenarios start their containers after this
     _ensure_images(args.suite or list(images.SUITES), args.force)
     created = podman.ensure_network()
     _log(f"network {podman.NETWORK}: {'created' if created else 'exists'}")

@@ -166,7 +166,25 @@ def save_topology(hosts: list[LabHost], inventory: Path, ns: str = "") -> None:
     topology_file(ns).write_text(json.dumps(data, indent=2) + "\n")
 
 
+# systemd in every container takes inotify instances from the host user's budget; Debian's default (128) runs
+# out with a few labs and Molecule scenarios at once and containers then hang in "initializing".
+INOTIFY_MINIMUM = {"max_user_instances": 4096, "max_user_watches": 1048576}
+
+
+def ensure_inotify(log: Callable[[str], None] = print) -> None:
+    for key, minimum in INOTIFY_MINIMUM.items():
+        path = Path("/proc/sys/fs/inotify") / key
+        try:
+            current = int(path.read_text())
+            if current < minimum:
+                path.write_text(str(minimum))
+                log(f"host: fs.inotify.{key} {current} -> {minimum} (systemd containers need inotify instances)")
+        except (OSError, ValueError) as exc:
+            log(f"WARNING: fs.inotify.{key} could not be raised to {minimum}: {exc}")
+
+
 def up(hosts: list[LabHost], log: Callable[[str], None] = print) -> dict[str, str]:
+    ensure_inotify(log)
     results: dict[str, str] = {}
     for host in hosts:
         results[host.name] = start_host(host)
