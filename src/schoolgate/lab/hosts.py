@@ -178,7 +178,7 @@ def ensure_inotify(log: Callable[[str], None] = print) -> None:
             current = int(path.read_text())
             if current < minimum:
                 path.write_text(str(minimum))
-                log(f"host: fs.inotify.{key} {current} -> {minimum} (systemd containers need inotify instances)")
+                log(f"host: fs.inotify.{key} {current} -> {minimum} (for systemd containers)")
         except (OSError, ValueError) as exc:
             log(f"WARNING: fs.inotify.{key} could not be raised to {minimum}: {exc}")
 
