@@ -240,6 +240,9 @@ def record(module: AnsibleModule) -> Dict[str, Any]:
                 lead = "" if fh.read(1) == b"\n" else "\n"
         fd = os.open(p["events_file"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
+            # The creation mode is cut by the caller's umask (0077 under some runners); the trail is meant to
+            # be readable by the audit's group, so the mode is set explicitly.
+            os.fchmod(fd, 0o640)
             os.write(fd, (lead + line + "\n").encode("utf-8"))
             os.fsync(fd)
         finally:
