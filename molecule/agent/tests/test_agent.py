@@ -73,3 +73,38 @@ def test_metrics_exposed(host):
         "print(urllib.request.urlopen('http://127.0.0.1:8700/metrics').read().decode())\""
     )
     assert "schoolgate_agent_queue_depth" in out
+
+
+def test_parse_workers_follow_the_cpus_and_parse_big_batches(host):
+    # agent_parse_workers=-1 (auto): one worker process on 2+ CPUs, none on one CPU.
+    cpus = int(host.check_output("nproc"))
+    expected = 1 if cpus >= 2 else 0
+    assert f"parse_workers: {expected}" in host.file("/etc/schoolgate/agent.yaml").content_string
+    main_pid = host.check_output("systemctl show -p MainPID --value schoolgate-agent").strip()
+    children = host.run(f"pgrep -P {main_pid}").stdout.split()
+    assert len(children) >= expected
+    # ~300 records (> 32 KiB) go to the worker when there is one; the hardened unit must not break that.
+    script = (
+        "import json, uuid, urllib.request\n"
+        "from schoolgate.agent.auth import sign\n"
+        "secret = open('/etc/schoolgate/agent-hmac.key','rb').read().strip()\n"
+        "recs = [{'record_id': str(uuid.uuid4()), 'school_id': 'school-001', 'pupil_id': f'p-{i}',"
+        " 'subject': 'Math', 'grade': 4, 'date': '2026-11-20', 'teacher_id': 't-1'} for i in range(300)]\n"
+        "body = json.dumps({'records': recs}).encode()\n"
+        "assert len(body) > 32 * 1024, len(body)\n"
+        "req = urllib.request.Request('http://127.0.0.1:8700/v1/batches/grade', data=body,"
+        " headers={**sign(secret, 'POST', '/v1/batches/grade', body), 'Content-Type': 'application/json'},"
+        " method='POST')\n"
+        "print(urllib.request.urlopen(req).read().decode())\n"
+    )
+    result = json.loads(host.check_output(f"{VENV}/bin/python -c {shlex.quote(script)}"))
+    assert result["accepted"] == 300
+    journal = host.run("journalctl -u schoolgate-agent --no-pager -o cat").stdout
+    assert "parsing.workers_unavailable" not in journal and "parsing.worker_died" not in journal
+
+
+def test_reload_is_sighup_and_keeps_the_process(host):
+    before = host.check_output("systemctl show -p MainPID --value schoolgate-agent").strip()
+    assert host.run("systemctl reload schoolgate-agent").rc == 0
+    after = host.check_output("systemctl show -p MainPID --value schoolgate-agent").strip()
+    assert before == after and host.service("schoolgate-agent").is_running
