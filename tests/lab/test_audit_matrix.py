@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -245,6 +246,22 @@ def modified_package_file(lab: Lab) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def renewal_failed(lab: Lab) -> Iterator[None]:
+    """The textfile metrics a failed signing-certificate renewal leaves (modules/renewal.py writes them)."""
+    prom = "/var/lib/prometheus/node-exporter/schoolgate_renewal.prom"
+    lab.sh(f"if [ -e {prom} ]; then cp -a {prom} {BAK}/renewal.prom; fi")
+    text = (
+        'schoolgate_renewal_last_outcome_ok{kind="signing_cert"} 0\n'
+        f'schoolgate_renewal_last_failure_timestamp_seconds{{kind="signing_cert"}} {int(time.time())}\n'
+    )
+    lab.sh(f"printf %s {shlex.quote(text)} > {prom}")
+    try:
+        yield
+    finally:
+        lab.sh(f"if [ -e {BAK}/renewal.prom ]; then mv {BAK}/renewal.prom {prom}; else rm -f {prom}; fi")
+
+
 # (check id, injection, text its detail must contain)
 Injection = tuple[str, Callable[[Lab], object], str]
 BATCHES: list[list[Injection]] = [
@@ -285,6 +302,7 @@ BATCHES: list[list[Injection]] = [
             "row count differs",
         ),
         ("AGENT-HEALTH", lambda lab: stopped(lab, "schoolgate-agent"), "/healthz"),
+        ("RENEWAL", renewal_failed, "signing_cert failed"),
     ],
 ]
 

@@ -193,6 +193,28 @@ def token_expiry(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verd
     return _expiry((ev.get("facts") or {}).get("token"), params.get("min_days", 7), "provider token")
 
 
+def renewal_outcome(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
+    """The latest renewal of each kind (playbooks/renew.yml's textfile metrics) must have succeeded: a failed
+    one leaves the old credential in place, but it still expires. No renewal yet is fine here; the expiry
+    checks (TLS-CERT, SIGN-CERT, TOKEN-EXPIRY) judge the deadlines."""
+    samples = (((ev.get("facts") or {}).get("metrics") or {}).get("samples") or {}).get(
+        "schoolgate_renewal_last_outcome_ok"
+    ) or []
+    outcome = {str(s.get("labels", {}).get("kind", "?")): float(s["value"]) == 1.0 for s in samples}
+    if not outcome:
+        return PASS, "no renewal recorded yet", {}
+    failed = sorted(kind for kind, ok in outcome.items() if not ok)
+    if failed:
+        metric = "schoolgate_renewal_last_failure_timestamp_seconds"
+        when = {kind: _metric(ev, metric, kind=kind) for kind in failed}
+        parts = [
+            f"{kind} failed" + (f" {(now - ts) / 3600:.1f} h ago" if ts is not None else "")
+            for kind, ts in when.items()
+        ]
+        return FAIL, "last renewal: " + "; ".join(parts), {"last_outcome_ok": outcome}
+    return PASS, f"last renewal succeeded for {', '.join(sorted(outcome))}", {"last_outcome_ok": outcome}
+
+
 def secret_permissions(ev: dict[str, Any], params: dict[str, Any], now: float) -> Verdict:
     files = (ev.get("facts") or {}).get("files")
     if files is None:
@@ -492,6 +514,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "tls_hsts": tls_hsts,
     "signing_cert": signing_cert,
     "token_expiry": token_expiry,
+    "renewal_outcome": renewal_outcome,
     "secret_permissions": secret_permissions,
     "backup_fresh": backup_fresh,
     "backup_check": backup_check,

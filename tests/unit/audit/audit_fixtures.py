@@ -73,6 +73,10 @@ def clean_evidence(host: str = "school-001", now: float = NOW) -> dict[str, Any]
                         {"labels": {}, "value": now - 600}
                     ],
                     "schoolgate_agent_queue_oldest_age_seconds": [{"labels": {}, "value": 12.0}],
+                    "schoolgate_renewal_last_outcome_ok": [
+                        {"labels": {"kind": "provider_token"}, "value": 1.0},
+                        {"labels": {"kind": "signing_cert"}, "value": 1.0},
+                    ],
                 },
             },
             "units": {
@@ -160,6 +164,15 @@ VIOLATIONS: dict[str, Any] = {
     "AGENT-HEALTH": _set(
         ["facts", "metrics", "samples", "schoolgate_agent_queue_oldest_age_seconds"],
         [{"labels": {}, "value": 7200.0}],
+    ),
+    "RENEWAL": lambda ev: ev["facts"]["metrics"]["samples"].update(
+        schoolgate_renewal_last_outcome_ok=[
+            {"labels": {"kind": "provider_token"}, "value": 1.0},
+            {"labels": {"kind": "signing_cert"}, "value": 0.0},
+        ],
+        schoolgate_renewal_last_failure_timestamp_seconds=[
+            {"labels": {"kind": "signing_cert"}, "value": NOW - 2 * HOUR}
+        ],
     ),
     "LOG-JOURNALD": _set(["facts", "journald"], {"storage": "volatile", "persistent_dir": False}),
     "LOG-ROTATE": _set(["facts", "logrotate"], {"/etc/logrotate.d/nginx": False}),

@@ -125,3 +125,12 @@ def test_certificate_for_another_name_fails(checks) -> None:
     ev["tls"][0]["hostname_match"] = False
     res = {r.check.id: r for r in evaluate_host(ev, checks, [], now=NOW)}
     assert res["TLS-CERT"].status == "fail" and "school-001.lab.schoolgate.test" in res["TLS-CERT"].detail
+
+
+def test_renewal_check_names_the_failed_kind_and_passes_without_renewals(checks) -> None:
+    res = {r.check.id: r for r in evaluate_host(with_violation("RENEWAL"), checks, [], now=NOW)}
+    assert res["RENEWAL"].status == "fail"
+    assert res["RENEWAL"].detail == "last renewal: signing_cert failed 2.0 h ago"
+    never = clean_evidence()
+    del never["facts"]["metrics"]["samples"]["schoolgate_renewal_last_outcome_ok"]
+    assert statuses(never, checks)["RENEWAL"] == "pass"
