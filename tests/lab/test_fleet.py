@@ -274,7 +274,12 @@ def test_pull_mode_timer_lock_only_on_change_and_report(fleet_lab, center):
     ok(SCHOOL, "systemctl start schoolgate-pull.service")  # what the timer starts; oneshot: waits for the run
     assert ok(SCHOOL, "cat /etc/schoolgate-pull-demo") == "v1"
     rec = json.loads(ok(CENTER, f"cat /srv/pull/{SCHOOL}.json"))
-    assert (rec["status"], rec["commit"], rec["school"]) == ("ok", center, SCHOOL)
+    assert (rec["commit"], rec["school"]) == (center, SCHOOL)
+    # The timer (OnBootSec=5min) may have pulled this commit before the manual start on a slow machine; then
+    # this start found nothing new. Either way the center received exactly one "ok" run for the commit.
+    history = [json.loads(line) for line in ok(CENTER, "cat /srv/pull/history.jsonl").splitlines() if line]
+    applied = [h for h in history if h["school"] == SCHOOL and h["commit"] == center and h["status"] == "ok"]
+    assert len(applied) == 1 and rec["status"] in ("ok", "unchanged"), history
 
     ok(SCHOOL, "rm /etc/schoolgate-pull-demo && systemctl start schoolgate-pull.service")
     rec = json.loads(ok(CENTER, f"cat /srv/pull/{SCHOOL}.json"))
