@@ -85,6 +85,12 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     else:
         lab = Lab(request.getfixturevalue("converged_lab"))
     lab.sh(f"mkdir -p {BAK}")
+    # A clean school has had its scheduled jobs run once: the nightly backup (dump, restic backup, check) and
+    # the weekly restore drill; a freshly converged lab school has not reached either timer yet.
+    lab.sh(
+        "if systemctl cat schoolgate-backup.service >/dev/null 2>&1; then"
+        " systemctl start schoolgate-backup.service && systemctl start schoolgate-backup-drill.service; fi"
+    )
     yield lab
     lab.sh(f"rm -rf {BAK}")
 
@@ -128,6 +134,17 @@ def stopped(lab: Lab, unit: str) -> Iterator[None]:
         yield
     finally:
         lab.sh(f"systemctl start {unit}")
+        if unit == "schoolgate-agent":
+            lab.sh(
+                'for i in $(seq 60); do python3 -c "import urllib.request as u;'
+                " u.urlopen('http://127.0.0.1:8700/healthz', timeout=2)\" 2>/dev/null && break; sleep 1; done"
+            )
+        # The collectors relay the agent's queue metrics once a minute; refresh them now so a later audit
+        # does not see the gap the stop left (the timer would catch up within a minute).
+        lab.sh(
+            "for c in schoolgate-monitoring-agent schoolgate-monitoring-expiry; do"
+            " if systemctl cat $c.service >/dev/null 2>&1; then systemctl start $c.service; fi; done"
+        )
 
 
 @contextmanager
