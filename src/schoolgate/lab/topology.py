@@ -13,7 +13,7 @@ LAB_DOMAIN = "lab.schoolgate.test"
 # Lab-only variables: containers may not reach public NTP servers, so the provider serves time
 # (without touching the clock, see roles/base) and every other host syncs from it.
 LAB_VARS: tuple[str, ...] = (
-    "ansible_connection=containers.podman.podman",
+    "ansible_connection=podman_nsenter",
     "ansible_python_interpreter=/usr/bin/python3",
     "schoolgate_lab=true",
     'base_chrony_servers=["provider"]',

@@ -49,7 +49,7 @@ def test_inventory_groups_and_vars():
     assert members["monitor"][0].split()[0] == "monitor"
     assert members["backup"][0].split()[0] == "backup"
     assert members["lab:children"] == ["provider", "monitor", "backup", "schools"]
-    assert "ansible_connection=containers.podman.podman" in members["lab:vars"]
+    assert "ansible_connection=podman_nsenter" in members["lab:vars"]
     s2 = dict(kv.split("=", 1) for kv in members["schools"][1].split()[1:])
     assert s2 == {
         "ansible_host": "school-002",
