@@ -19,6 +19,8 @@ description:
   - For the schoolgate podman lab and Molecule scenarios only. Real school servers are reached over SSH.
 author: schoolgate
 version_added: "0.1.0"
+extends_documentation_fragment:
+  - connection_pipelining
 options:
   remote_addr:
     description: Name or id of the container.
@@ -54,7 +56,6 @@ import subprocess
 import tempfile
 from typing import Any
 
-from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.connection import ConnectionBase
@@ -184,12 +185,6 @@ class Connection(ConnectionBase):
         return [to_bytes(a, errors="surrogate_or_strict") for a in ["/bin/sh", "-c", script]]
 
     # -- ConnectionBase -----------------------------------------------------------------------------------
-
-    def is_pipelining_enabled(self, wrap_async: bool = False) -> bool:
-        # Nothing to configure per host: always pipeline (not for async tasks or kept remote files).
-        return (
-            (not self.become or self.become.pipelining) and not C.DEFAULT_KEEP_REMOTE_FILES and not wrap_async
-        )
 
     def exec_command(
         self, cmd: str, in_data: bytes | None = None, sudoable: bool = True
