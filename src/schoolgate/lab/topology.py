@@ -131,6 +131,10 @@ def render_inventory(hosts: list[LabHost]) -> str:
         lines.append("")
     lines.append("[lab:children]")
     lines.extend(groups)
+    if groups.get("backup") and groups.get("schools"):
+        # A real school already has its portal database; lab schools get the stand-in one (role portal_db),
+        # so the nightly backup and the restore drill have something to back up and restore.
+        lines += ["", "[portal_db:children]", "schools"]
     ns_vars = [f"schoolgate_lab_namespace={ns}"] if ns else []
     lines += ["", "[lab:vars]", *LAB_VARS, *ns_vars, ""]
     return "\n".join(lines)

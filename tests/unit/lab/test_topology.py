@@ -49,6 +49,8 @@ def test_inventory_groups_and_vars():
     assert members["monitor"][0].split()[0] == "monitor"
     assert members["backup"][0].split()[0] == "backup"
     assert members["lab:children"] == ["provider", "monitor", "backup", "schools"]
+    # with a backup host, lab schools get the stand-in portal database the backups copy
+    assert members["portal_db:children"] == ["schools"]
     assert "ansible_connection=podman_nsenter" in members["lab:vars"]
     s2 = dict(kv.split("=", 1) for kv in members["schools"][1].split()[1:])
     assert s2 == {
