@@ -115,7 +115,15 @@ def main() -> int:
     inventory = lab_cli.inventory_path(args.lab)
     schools = [topology.school_name(i) for i in range(1, args.schools + 1)]
     print(f"machine: {machine()}")
-    print(f"lab {args.lab}: {len(schools)} schools, stages {args.stages}, rollout.yml, podman connection")
+    conn = next(
+        (
+            ln.split("=", 1)[1]
+            for ln in inventory.read_text().splitlines()
+            if ln.startswith("ansible_connection=")
+        ),
+        "?",
+    )
+    print(f"lab {args.lab}: {len(schools)} schools, stages {args.stages}, rollout.yml, connection {conn}")
     if not args.no_warmup:
         warm = run(args.lab, inventory, schools, args.stages, {})
         print(
