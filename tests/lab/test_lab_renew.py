@@ -114,6 +114,14 @@ def _prom(lab) -> dict[str, float]:
     }
 
 
+def _renew_signing_cert(lab) -> subprocess.CompletedProcess[str]:
+    """Forced renewal of the signing certificate only."""
+    only = '{"renewal_kinds": ["signing_cert"]}'
+    return lab.playbook(
+        "playbooks/renew.yml", "-l", SCHOOL, "-e", "renewal_force=true", "-e", only, timeout=900
+    )
+
+
 def _changed(recap: str) -> list[int]:
     return [int(n) for n in re.findall(r"changed=(\d+)", recap)]
 
@@ -257,16 +265,7 @@ def test_renewal_failing_midway_keeps_old_credentials_and_fires_the_alert(
     serial = _serial(lab, f"{SIGNING}/cert.pem")
     lab.exec("provider", "systemctl", "stop", "schoolgate-sim")
     try:
-        run = lab.playbook(
-            "playbooks/renew.yml",
-            "-l",
-            SCHOOL,
-            "-e",
-            "renewal_force=true",
-            "-e",
-            '{"renewal_kinds": ["signing_cert"]}',
-            timeout=900,
-        )
+        run = _renew_signing_cert(lab)
     finally:
         _ok(lab, "provider", "systemctl", "start", "schoolgate-sim")
     assert run.returncode != 0
@@ -301,14 +300,6 @@ def test_renewal_failing_midway_keeps_old_credentials_and_fires_the_alert(
 def _clean_up(converged_lab):
     yield
     # a successful renewal clears the failure (metric back to 1, alert resolved) for the tests that follow
-    run = converged_lab.playbook(
-        "playbooks/renew.yml",
-        "-l",
-        SCHOOL,
-        "-e",
-        "renewal_force=true",
-        "-e",
-        '{"renewal_kinds": ["signing_cert"]}',
-    )
+    run = _renew_signing_cert(converged_lab)
     assert run.returncode == 0, run.stdout[-3000:]
     converged_lab.exec(SCHOOL, "rm", "-f", CA_ON_SCHOOL, STOP, RESULT)
