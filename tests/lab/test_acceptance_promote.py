@@ -74,5 +74,11 @@ def test_promotion_rolls_back_on_smoke_failure_then_succeeds_and_reruns_clean(co
         again = lab.playbook(*PROMOTE)
         assert again.returncode == 0, again.stdout[-3000:]
         assert recap(again.stdout, "school-001")["changed"] == 0
+
+        # 4. The stage playbook with the inventory still saying "test" refuses to switch the live school back.
+        stale = lab.playbook("playbooks/agent.yml", "-l", "school-001")
+        assert stale.returncode != 0 and "работает в среде prod" in stale.stdout, stale.stdout[-3000:]
+        assert recap(stale.stdout, "school-001")["changed"] == 0
+        assert "https://provider:8443" in _config(lab)
     finally:
         _restore_test_config(lab, original)
