@@ -42,6 +42,24 @@ DEFAULTS = {  # what Ansible does without our ansible.cfg tuning
 }
 
 
+def hosts_cpu(ns: str, names: list[str]) -> float | None:
+    """CPU seconds spent inside the school containers so far (their cgroups; podman_nsenter runs the modules
+    there), or None where the cgroup v1 cpuacct files are not available."""
+    total = 0.0
+    for name in names:
+        cid = subprocess.run(
+            ["podman", "inspect", "-f", "{{.Id}}", topology.container_name(name, ns)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        usage = Path(f"/sys/fs/cgroup/cpuacct/libpod_parent/libpod-{cid}/cpuacct.usage")
+        if not cid or not usage.exists():
+            return None
+        total += int(usage.read_text()) / 1e9
+    return total
+
+
 def run(ns: str, inventory: Path, limit: list[str], stages: str, env_extra: dict[str, str]) -> dict:
     env = dict(site.ansible_env(ns))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -63,12 +81,15 @@ def run(ns: str, inventory: Path, limit: list[str], stages: str, env_extra: dict
         "-e",
         f"rollout_results_dir={ROOT / 'reports' / 'fleet' / 'bench'}",
     ]
+    hosts_before = hosts_cpu(ns, limit)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hosts_after = hosts_cpu(ns, limit)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    on_hosts = hosts_after - hosts_before if hosts_before is not None and hosts_after is not None else None
     recap = {
         m.group(1): (int(m.group(3)), int(m.group(5)) + int(m.group(4)))
         for m in RECAP_RE.finditer(proc.stdout)
@@ -78,6 +99,7 @@ def run(ns: str, inventory: Path, limit: list[str], stages: str, env_extra: dict
     return {
         "wall": wall,
         "cpu": cpu,
+        "hosts_cpu": on_hosts,
         "hosts": len(recap),
         "changed": changed,
         "failed": failed,
@@ -93,8 +115,14 @@ def best(ns, inventory, limit, stages, env_extra, repeat):
 
 def show(label: str, r: dict) -> None:
     valid = "" if r["rc"] == 0 and r["changed"] == 0 else f"  INVALID (rc {r['rc']}, changed {r['changed']})"
+    split = ""
+    if r["hosts_cpu"] is not None:
+        # Lab hosts share the controller's CPUs; on a real fleet each school runs its modules on its own.
+        ctl = max(r["cpu"] - r["hosts_cpu"], 0.0)
+        per = ctl / max(r["hosts"], 1)
+        split = f"  (in the schools {r['hosts_cpu']:6.1f} s, controller {ctl:6.1f} s = {per:.2f} s/school)"
     print(
-        f"{label:<34} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s CPU  {r['hosts']:3d} hosts{valid}",
+        f"{label:<34} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s CPU{split}  {r['hosts']:3d} hosts{valid}",
         flush=True,
     )
     if valid:
