@@ -1,9 +1,10 @@
 """Shared by every scenario's testinfra tests (pytest loads conftest.py from parent directories).
 
 Molecule hands testinfra the scenario inventory, whose hosts use the project's podman_nsenter connection
-(connection_plugins/). testinfra does not know that connection and falls back to one `ansible` run per command (seconds each);
-talk to the same containers with testinfra's native podman backend instead (`podman exec`), which is the
-same host, just ~20x faster. `host.backend.get_hostname()` still returns the inventory/container name.
+(connection_plugins/). testinfra does not know that connection and falls back to one `ansible` run per
+command (seconds each); talk to the same containers with testinfra's native podman backend instead
+(`podman exec`), which is the same host, just ~20x faster. `host.backend.get_hostname()` still returns the
+inventory/container name.
 """
 
 import os
