@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -98,10 +99,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         podman.remove_container(extra)  # e.g. school-005 from an earlier `--schools 5`
         _log(f"{extra}: removed (not in this topology)")
     try:
-        hosts.up(lab_hosts, log=_log)
+        started = hosts.up(lab_hosts, log=_log)
     except hosts.HostStartError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
+    if started.get("provider", "reused") != "reused":
+        _forget_wiring(ns, "the provider container is new")
     inventory = _inventory(args)
     inventory.write_text(topology.render_inventory(lab_hosts))
     hosts.save_topology(lab_hosts, inventory, ns)
@@ -159,9 +162,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return rc
 
 
+def _forget_wiring(ns: str, why: str) -> None:
+    """The controller's record of the lab provider (access codes in Vault, what its УЦ issued) describes one
+    provider container's database; a new provider knows none of it, so a stale record would make site.yml
+    present an unknown access code."""
+    wiring = podman.PROJECT_DIR / "lab" / "state" / f"wiring-{ns or 'default'}"
+    if wiring.exists():
+        shutil.rmtree(wiring)
+        _log(f"{wiring.relative_to(podman.PROJECT_DIR)}: removed ({why})")
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     ns = _ns()
     removed = hosts.down(log=_log, ns=ns)
+    _forget_wiring(ns, "lab down")
     if args.all:
         # The apt cache is shared by every namespace: only the default lab's `down --all` removes it.
         if not ns and aptcache.stop():
