@@ -37,12 +37,27 @@ def test_textfile_dir_reads_only_prom_files(af, tmp_path: Path) -> None:
 
 def test_file_modes_are_reported_not_contents(af, tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
-    key.write_text("-----BEGIN PRIVATE KEY-----\nsecret\n")
+    pem = _throwaway_key_pem()  # generated here: no key material in the repository
+    key.write_text(pem)
     os.chmod(key, 0o644)
     facts = af.file_facts([str(key), str(tmp_path / "absent")])
     assert facts[0]["mode"] == "0644" and facts[0]["exists"] is True
     assert facts[1] == {"path": str(tmp_path / "absent"), "exists": False}
-    assert "secret" not in json.dumps(facts)
+    body = pem.splitlines()[1]
+    assert body not in json.dumps(facts) and "PRIVATE" not in json.dumps(facts)
+
+
+def _throwaway_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
 
 
 def test_token_meta_expiry(af, tmp_path: Path) -> None:
