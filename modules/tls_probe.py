@@ -264,8 +264,13 @@ _TLS_VERSION_ENUM = {
     "TLSv1.2": "TLSv1_2",
     "TLSv1.3": "TLSv1_3",
 }
-_HAS_FLAG = {"SSLv3": "HAS_SSLv3", "TLSv1": "HAS_TLSv1", "TLSv1.1": "HAS_TLSv1_1",
-             "TLSv1.2": "HAS_TLSv1_2", "TLSv1.3": "HAS_TLSv1_3"}
+_HAS_FLAG = {
+    "SSLv3": "HAS_SSLv3",
+    "TLSv1": "HAS_TLSv1",
+    "TLSv1.1": "HAS_TLSv1_1",
+    "TLSv1.2": "HAS_TLSv1_2",
+    "TLSv1.3": "HAS_TLSv1_3",
+}
 # Everything the local OpenSSL knows, including suites it would not offer at its default security level.
 _ALL_CIPHERS = "ALL:COMPLEMENTOFALL:@SECLEVEL=0"
 # OpenSSL reasons that mean "this client could not even offer the version": never report those as refused.
@@ -282,30 +287,57 @@ class ProbeError(Exception):
 # because target hosts may only have the standard library.
 
 _OID_NAMES = {
-    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU",
-    "2.5.4.5": "serialNumber", "2.5.4.9": "street", "2.5.4.12": "title", "2.5.4.4": "SN", "2.5.4.42": "GN",
-    "1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "DC",
-    "1.2.643.100.1": "OGRN", "1.2.643.3.131.1.1": "INN", "1.2.643.100.4": "INNLE", "1.2.643.100.3": "SNILS",
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.9": "street",
+    "2.5.4.12": "title",
+    "2.5.4.4": "SN",
+    "2.5.4.42": "GN",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "1.2.643.100.1": "OGRN",
+    "1.2.643.3.131.1.1": "INN",
+    "1.2.643.100.4": "INNLE",
+    "1.2.643.100.3": "SNILS",
 }
 _KEY_ALGS = {
-    "1.2.840.113549.1.1.1": "RSA", "1.2.840.10045.2.1": "EC",
-    "1.3.101.112": "Ed25519", "1.3.101.113": "Ed448",
-    "1.2.840.10040.4.1": "DSA", "1.2.840.113549.1.1.10": "RSA-PSS",
-    "1.2.643.7.1.1.1.1": "GOST2012-256", "1.2.643.7.1.1.1.2": "GOST2012-512",
+    "1.2.840.113549.1.1.1": "RSA",
+    "1.2.840.10045.2.1": "EC",
+    "1.3.101.112": "Ed25519",
+    "1.3.101.113": "Ed448",
+    "1.2.840.10040.4.1": "DSA",
+    "1.2.840.113549.1.1.10": "RSA-PSS",
+    "1.2.643.7.1.1.1.1": "GOST2012-256",
+    "1.2.643.7.1.1.1.2": "GOST2012-512",
 }
 _CURVES = {
-    "1.2.840.10045.3.1.7": ("prime256v1", 256), "1.3.132.0.34": ("secp384r1", 384),
-    "1.3.132.0.35": ("secp521r1", 521), "1.3.132.0.10": ("secp256k1", 256),
-    "1.3.36.3.3.2.8.1.1.7": ("brainpoolP256r1", 256), "1.3.36.3.3.2.8.1.1.11": ("brainpoolP384r1", 384),
+    "1.2.840.10045.3.1.7": ("prime256v1", 256),
+    "1.3.132.0.34": ("secp384r1", 384),
+    "1.3.132.0.35": ("secp521r1", 521),
+    "1.3.132.0.10": ("secp256k1", 256),
+    "1.3.36.3.3.2.8.1.1.7": ("brainpoolP256r1", 256),
+    "1.3.36.3.3.2.8.1.1.11": ("brainpoolP384r1", 384),
 }
 _SIG_ALGS = {
-    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption", "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
-    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption", "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
-    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption", "1.2.840.113549.1.1.10": "rsassaPss",
-    "1.2.840.10045.4.1": "ecdsa-with-SHA1", "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
-    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384", "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
-    "1.3.101.112": "ED25519", "1.3.101.113": "ED448",
-    "1.2.643.7.1.1.3.2": "GOST R 34.10-2012 256", "1.2.643.7.1.1.3.3": "GOST R 34.10-2012 512",
+    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+    "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
+    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+    "1.2.840.113549.1.1.10": "rsassaPss",
+    "1.2.840.10045.4.1": "ecdsa-with-SHA1",
+    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
+    "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+    "1.3.101.112": "ED25519",
+    "1.3.101.113": "ED448",
+    "1.2.643.7.1.1.3.2": "GOST R 34.10-2012 256",
+    "1.2.643.7.1.1.3.3": "GOST R 34.10-2012 512",
 }
 
 
@@ -324,7 +356,7 @@ def _der_tlv(data: bytes, pos: int) -> tuple[int, int, int]:
         count = length & 0x7F
         if count == 0 or count > 4 or pos + count > len(data):
             raise DerError("unsupported DER length")
-        length = int.from_bytes(data[pos:pos + count], "big")
+        length = int.from_bytes(data[pos : pos + count], "big")
         pos += count
     end = pos + length
     if end > len(data):
@@ -394,7 +426,7 @@ def parse_certificate(der: bytes, now: datetime.datetime | None = None) -> dict:
     extensions = [f for f in fields[6:] if f[0] == 0xA3]
 
     sig_oid_tlv = _der_children(der, sig_f[1], sig_f[2])[0]
-    sig_oid = _oid(der[sig_oid_tlv[1]:sig_oid_tlv[2]])
+    sig_oid = _oid(der[sig_oid_tlv[1] : sig_oid_tlv[2]])
     issuer, _ = _der_name(der, issuer_f[1], issuer_f[2])
     subject, subject_pairs = _der_name(der, subject_f[1], subject_f[2])
     (nb_tag, nb_s, nb_e), (na_tag, na_s, na_e) = _der_children(der, validity_f[1], validity_f[2])
@@ -403,17 +435,17 @@ def parse_certificate(der: bytes, now: datetime.datetime | None = None) -> dict:
 
     alg_f, bits_f = _der_children(der, spki_f[1], spki_f[2])[:2]
     alg_children = _der_children(der, alg_f[1], alg_f[2])
-    key_oid = _oid(der[alg_children[0][1]:alg_children[0][2]])
+    key_oid = _oid(der[alg_children[0][1] : alg_children[0][2]])
     key_type = _KEY_ALGS.get(key_oid, key_oid)
     key_size = None
     curve = None
     if key_type in ("RSA", "RSA-PSS"):
-        key_der = der[bits_f[1] + 1:bits_f[2]]  # skip the BIT STRING's unused-bits byte
+        key_der = der[bits_f[1] + 1 : bits_f[2]]  # skip the BIT STRING's unused-bits byte
         _t, ks, ke = _der_tlv(key_der, 0)
         modulus_tlv = _der_children(key_der, ks, ke)[0]
-        key_size = int.from_bytes(key_der[modulus_tlv[1]:modulus_tlv[2]], "big").bit_length()
+        key_size = int.from_bytes(key_der[modulus_tlv[1] : modulus_tlv[2]], "big").bit_length()
     elif key_type == "EC" and len(alg_children) > 1 and alg_children[1][0] == 0x06:
-        curve_oid = _oid(der[alg_children[1][1]:alg_children[1][2]])
+        curve_oid = _oid(der[alg_children[1][1] : alg_children[1][2]])
         curve, key_size = _CURVES.get(curve_oid, (curve_oid, None))
     elif key_type in ("Ed25519", "GOST2012-256"):
         key_size = 256
@@ -430,9 +462,9 @@ def parse_certificate(der: bytes, now: datetime.datetime | None = None) -> dict:
         seq = _der_children(der, es, ee)[0]
         for _xt, xs, xe in _der_children(der, seq[1], seq[2]):
             parts = _der_children(der, xs, xe)
-            ext_oid = _oid(der[parts[0][1]:parts[0][2]])
+            ext_oid = _oid(der[parts[0][1] : parts[0][2]])
             value_tlv = parts[-1]
-            value = der[value_tlv[1]:value_tlv[2]]
+            value = der[value_tlv[1] : value_tlv[2]]
             if ext_oid == "2.5.29.17":
                 _vt, vs, ve = _der_tlv(value, 0)
                 for gtag, gs, gend in _der_children(value, vs, ve):
@@ -448,15 +480,15 @@ def parse_certificate(der: bytes, now: datetime.datetime | None = None) -> dict:
                 _vt, vs, ve = _der_tlv(value, 0)
                 for _adt, ads, ade in _der_children(value, vs, ve):
                     method, location = _der_children(value, ads, ade)[:2]
-                    if _oid(value[method[1]:method[2]]) == "1.3.6.1.5.5.7.48.1" and location[0] == 0x86:
-                        ocsp_urls.append(value[location[1]:location[2]].decode("ascii", "replace"))
+                    if _oid(value[method[1] : method[2]]) == "1.3.6.1.5.5.7.48.1" and location[0] == 0x86:
+                        ocsp_urls.append(value[location[1] : location[2]].decode("ascii", "replace"))
 
     common_names = [v for k, v in subject_pairs if k == "CN"]
     return {
         "subject": subject,
         "issuer": issuer,
         "common_name": common_names[0] if common_names else None,
-        "serial": format(int.from_bytes(der[serial_f[1]:serial_f[2]], "big"), "X"),
+        "serial": format(int.from_bytes(der[serial_f[1] : serial_f[2]], "big"), "X"),
         "not_before": not_before.isoformat(),
         "not_after": not_after.isoformat(),
         "days_left": int((not_after - now).total_seconds() // 86400),
@@ -490,8 +522,12 @@ def hostname_matches(name: str, san_dns: list[str], san_ip: list[str]) -> bool:
         if pattern == host:
             return True
         # Wildcard only as the whole left-most label, matching exactly one label.
-        if (pattern.startswith("*.") and "." in host and pattern.count(".") >= 2
-                and host.split(".", 1)[1] == pattern[2:]):
+        if (
+            pattern.startswith("*.")
+            and "." in host
+            and pattern.count(".") >= 2
+            and host.split(".", 1)[1] == pattern[2:]
+        ):
             return True
     return False
 
@@ -557,8 +593,10 @@ def _peer_chain(tls: ssl.SSLSocket) -> tuple[list[bytes], str]:
 def try_version(host: str, port: int, sni: str | None, version: str, timeout: float) -> dict:
     """One handshake offering exactly `version`."""
     if not getattr(ssl, _HAS_FLAG[version], False) or not hasattr(ssl.TLSVersion, _TLS_VERSION_ENUM[version]):
-        return {"status": "unsupported_by_probe",
-                "detail": f"the local OpenSSL ({ssl.OPENSSL_VERSION}) was built without {version}"}
+        return {
+            "status": "unsupported_by_probe",
+            "detail": f"the local OpenSSL ({ssl.OPENSSL_VERSION}) was built without {version}",
+        }
     try:
         ctx = _protocol_context(version)
     except (ssl.SSLError, ValueError) as exc:
@@ -574,8 +612,10 @@ def try_version(host: str, port: int, sni: str | None, version: str, timeout: fl
     except ssl.SSLError as exc:
         reason = _reason(exc)
         if any(code in reason for code in _CLIENT_CANNOT_OFFER) and "ALERT" not in reason:
-            return {"status": "unsupported_by_probe",
-                    "detail": f"the local OpenSSL refused to offer {version}: {reason}"}
+            return {
+                "status": "unsupported_by_probe",
+                "detail": f"the local OpenSSL refused to offer {version}: {reason}",
+            }
         return {"status": "refused", "detail": reason}
     except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
         return {"status": "refused", "detail": f"connection closed during handshake: {exc}"}
@@ -631,8 +671,9 @@ def enumerate_tls12_ciphers(host: str, port: int, sni: str | None, timeout: floa
     return accepted
 
 
-def verifying_handshake(host: str, port: int, sni: str | None, ca_path: str | None,
-                        timeout: float) -> tuple[bool | None, str | None]:
+def verifying_handshake(
+    host: str, port: int, sni: str | None, ca_path: str | None, timeout: float
+) -> tuple[bool | None, str | None]:
     """Chain verdict from a handshake that verifies against the trust store (default security level)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
@@ -665,8 +706,10 @@ def verifying_handshake(host: str, port: int, sni: str | None, ca_path: str | No
 
 
 def _http_request(sock: socket.socket, host_header: str, path: str, limit: int = 65536) -> tuple[int, dict]:
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: schoolgate-tls-probe\r\n"
-               "Connection: close\r\n\r\n")
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: schoolgate-tls-probe\r\n"
+        "Connection: close\r\n\r\n"
+    )
     sock.sendall(request.encode("ascii"))
     data = b""
     while b"\r\n\r\n" not in data and len(data) < limit:
@@ -689,8 +732,15 @@ def _http_request(sock: socket.socket, host_header: str, path: str, limit: int =
 
 def read_hsts(host: str, port: int, sni: str | None, path: str, timeout: float) -> dict:
     """Read Strict-Transport-Security. The header is public, so no verification is needed to read it."""
-    result: dict = {"present": False, "value": None, "max_age": None, "include_subdomains": False,
-                    "preload": False, "status": None, "error": None}
+    result: dict = {
+        "present": False,
+        "value": None,
+        "max_age": None,
+        "include_subdomains": False,
+        "preload": False,
+        "status": None,
+        "error": None,
+    }
     ctx = _protocol_context(None)
     try:
         sock = _connect(host, port, timeout)
@@ -726,9 +776,13 @@ def read_http_redirect(host: str, port: int, host_header: str, timeout: float) -
         result["error"] = _reason(exc)
         return result
     location = headers.get("location")
-    result.update(status=status, location=location,
-                  to_https=status in (301, 302, 307, 308) and bool(location)
-                  and location.lower().startswith("https://"))
+    result.update(
+        status=status,
+        location=location,
+        to_https=status in (301, 302, 307, 308)
+        and bool(location)
+        and location.lower().startswith("https://"),
+    )
     return result
 
 
@@ -741,9 +795,16 @@ def _chain_complete(chain: list[dict]) -> bool:
     return all(chain[i]["issuer"] == chain[i + 1]["subject"] for i in range(len(chain) - 1))
 
 
-def probe(host: str, port: int = 443, server_name: str | None = None, ca_path: str | None = None,
-          timeout: float = 5.0, enumerate_ciphers: bool = True, http_path: str = "/",
-          http_port: int | None = None) -> dict:
+def probe(
+    host: str,
+    port: int = 443,
+    server_name: str | None = None,
+    ca_path: str | None = None,
+    timeout: float = 5.0,
+    enumerate_ciphers: bool = True,
+    http_path: str = "/",
+    http_port: int | None = None,
+) -> dict:
     """Run every handshake and return the facts (no policy)."""
     if server_name is None:
         try:
@@ -791,8 +852,13 @@ def probe(host: str, port: int = 443, server_name: str | None = None, ca_path: s
         details = _handshake_details(host, port, sni, timeout)
         now = datetime.datetime.now(tz=datetime.timezone.utc)
         chain = [parse_certificate(der, now) for der in details["chain"]]
-        facts.update(chain=chain, chain_length=len(chain), chain_source=details["chain_source"],
-                     certificate=chain[0] if chain else None, chain_complete=_chain_complete(chain))
+        facts.update(
+            chain=chain,
+            chain_length=len(chain),
+            chain_source=details["chain_source"],
+            certificate=chain[0] if chain else None,
+            chain_complete=_chain_complete(chain),
+        )
         if chain:
             facts["hostname_match"] = hostname_matches(sni or host, chain[0]["san_dns"], chain[0]["san_ip"])
         trusted, error = verifying_handshake(host, port, sni, ca_path, timeout)
@@ -803,10 +869,16 @@ def probe(host: str, port: int = 443, server_name: str | None = None, ca_path: s
     return facts
 
 
-def check_policy(facts: dict, min_version: str | None = None, forbid_ciphers: list[str] | None = None,
-                 allowed_ciphers: list[str] | None = None, min_days_valid: int | None = None,
-                 require_trusted: bool = False, require_hsts: bool = False,
-                 require_hostname_match: bool = False) -> list[str]:
+def check_policy(
+    facts: dict,
+    min_version: str | None = None,
+    forbid_ciphers: list[str] | None = None,
+    allowed_ciphers: list[str] | None = None,
+    min_days_valid: int | None = None,
+    require_trusted: bool = False,
+    require_hsts: bool = False,
+    require_hostname_match: bool = False,
+) -> list[str]:
     violations: list[str] = []
     accepted = facts["accepted_versions"]
     if not accepted:
@@ -841,8 +913,10 @@ def check_policy(facts: dict, min_version: str | None = None, forbid_ciphers: li
         if cert is None:
             violations.append("no certificate read, min_days_valid unproven")
         elif cert["days_left"] < min_days_valid:
-            violations.append(f"certificate expires in {cert['days_left']} days ({cert['not_after']}), "
-                              f"policy min_days_valid {min_days_valid}")
+            violations.append(
+                f"certificate expires in {cert['days_left']} days ({cert['not_after']}), "
+                f"policy min_days_valid {min_days_valid}"
+            )
     if require_trusted and facts.get("chain_trusted") is not True:
         violations.append(f"chain not trusted: {facts.get('chain_error') or 'no verifying handshake'}")
     if require_hsts and not (facts.get("hsts") or {}).get("present"):
@@ -877,21 +951,39 @@ def main() -> None:
     if not p["http_path"].startswith("/"):
         module.fail_json(msg=f"http_path must start with '/', got {p['http_path']!r}")
     try:
-        facts = probe(p["host"], p["port"], p["server_name"], p["ca_path"], p["timeout"],
-                      p["enumerate_ciphers"], p["http_path"], p["http_port"])
+        facts = probe(
+            p["host"],
+            p["port"],
+            p["server_name"],
+            p["ca_path"],
+            p["timeout"],
+            p["enumerate_ciphers"],
+            p["http_path"],
+            p["http_port"],
+        )
     except ProbeError as exc:
         module.fail_json(msg=str(exc), host=p["host"], port=p["port"])
     except (ssl.SSLError, OSError, DerError) as exc:
-        module.fail_json(msg=f"probe of {p['host']}:{p['port']} failed: {_reason(exc)}",
-                         host=p["host"], port=p["port"])
+        module.fail_json(
+            msg=f"probe of {p['host']}:{p['port']} failed: {_reason(exc)}", host=p["host"], port=p["port"]
+        )
     violations = check_policy(
-        facts, p["min_version"], p["forbid_ciphers"], p["allowed_ciphers"], p["min_days_valid"],
-        p["require_trusted"], p["require_hsts"], p["require_hostname_match"],
+        facts,
+        p["min_version"],
+        p["forbid_ciphers"],
+        p["allowed_ciphers"],
+        p["min_days_valid"],
+        p["require_trusted"],
+        p["require_hsts"],
+        p["require_hostname_match"],
     )
     facts["violations"] = violations
     if violations:
-        module.fail_json(msg=f"TLS policy violated on {p['host']}:{p['port']}: " + "; ".join(violations),
-                         changed=False, **facts)
+        module.fail_json(
+            msg=f"TLS policy violated on {p['host']}:{p['port']}: " + "; ".join(violations),
+            changed=False,
+            **facts,
+        )
     module.exit_json(changed=False, **facts)
 
 

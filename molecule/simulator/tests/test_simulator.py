@@ -7,7 +7,7 @@ def _get(host, path, headers=""):
     cmd = (
         "python3 -c 'import sys, urllib.request, urllib.error\n"
         "req = urllib.request.Request(sys.argv[1])\n"
-        "[req.add_header(*h.split(\": \", 1)) for h in sys.argv[2:] if h]\n"
+        '[req.add_header(*h.split(": ", 1)) for h in sys.argv[2:] if h]\n'
         "try:\n r = urllib.request.urlopen(req, timeout=10); print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())' "
         f"http://127.0.0.1:8080{path} {headers}"

@@ -18,8 +18,21 @@ def run(cmd, data=None):
 
 
 def s_client(flag, *extra):
-    rc, out, err = run(["openssl", "s_client", "-connect", "127.0.0.1:443", "-servername", NAME, flag,
-                        "-cipher", "DEFAULT@SECLEVEL=0", *extra], data=b"")
+    rc, out, err = run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            "127.0.0.1:443",
+            "-servername",
+            NAME,
+            flag,
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+            *extra,
+        ],
+        data=b"",
+    )
     ok = rc == 0 and "Cipher is (NONE)" not in out and "New, " in out
     return {"accepted": ok, "tail": (out + err)[-400:], "out": out}
 
@@ -43,16 +56,30 @@ evidence["showcerts"] = {
 }
 curl = ["curl", "-sS", "--cacert", TRUST, "--resolve", RESOLVE]
 evidence["https_headers"] = run([*curl, "-D", "-", "-o", "/dev/null", f"https://{NAME}/"])[1]
-evidence["redirect"] = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H",
-                            f"Host: {NAME}", "http://127.0.0.1/a?b=1"])[1]
+evidence["redirect"] = run(
+    [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "-H",
+        f"Host: {NAME}",
+        "http://127.0.0.1/a?b=1",
+    ]
+)[1]
 evidence["agent"] = run([*curl, f"https://{NAME}/api/v1/healthz"])[1]
-evidence["big_body"] = run([*curl, "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "@-",
-                            f"https://{NAME}/"], data=b"\0" * 2_000_000)[1]
+evidence["big_body"] = run(
+    [*curl, "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "@-", f"https://{NAME}/"],
+    data=b"\0" * 2_000_000,
+)[1]
 key = os.stat("/etc/nginx/schoolgate-tls/privkey.pem")
 evidence["key"] = {"mode": stat.S_IMODE(key.st_mode), "uid": key.st_uid}
 evidence["live_dir_mode"] = stat.S_IMODE(os.stat("/etc/nginx/schoolgate-tls").st_mode)
 evidence["files_with_private_keys"] = sorted(
-    run(["grep", "-rl", "PRIVATE KEY", "/etc/nginx/schoolgate-tls"])[1].split())
+    run(["grep", "-rl", "PRIVATE KEY", "/etc/nginx/schoolgate-tls"])[1].split()
+)
 with open("/etc/nginx/nginx.conf") as handle:
     evidence["nginx_conf"] = handle.read()
 evidence["nginx_active"] = run(["systemctl", "is-active", "nginx"])[1].strip()

@@ -17,9 +17,15 @@ import pytest
 
 TRUST = "/etc/nginx/schoolgate-tls/trust.pem"
 PROFILE_CIPHERS = [
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-CHACHA20-POLY1305",
 ]
 EXPECTED = {"TLSv1": False, "TLSv1.1": False, "TLSv1.2": True, "TLSv1.3": True}
 EVIDENCE_SCRIPT = (Path(__file__).parent / "evidence.py").read_text()
@@ -33,12 +39,29 @@ def run_module(target: str, module: str, args: dict, *extra: str) -> dict:
     """Run an Ansible module on a scenario host (molecule/conftest.py gives `host` the podman backend,
     which has no host.ansible)."""
     proc = subprocess.run(
-        ["ansible", target, "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-m", module, "-a", json.dumps(args),
-         *extra],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
-    data, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+        [
+            "ansible",
+            target,
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "-m",
+            module,
+            "-a",
+            json.dumps(args),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={
+            **os.environ,
+            "ANSIBLE_STDOUT_CALLBACK": "json",
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        },
+    )
+    data, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
     return data["plays"][0]["tasks"][0]["hosts"][target]
 
 
@@ -95,7 +118,8 @@ def test_full_chain_served_and_trusted(host, facts, ev):
     assert facts["certificate"]["days_left"] > 300
     assert "intermediate" in facts["chain"][1]["subject"]
     assert ev["showcerts"]["accepted"] and ev["showcerts"]["certs"] == 2 and ev["showcerts"]["verify_ok"], ev[
-        "showcerts"]["tail"]
+        "showcerts"
+    ]["tail"]
 
 
 def test_hsts_and_security_headers(facts, ev):
@@ -132,9 +156,14 @@ def test_key_stays_private(ev):
 def test_profile_directives(ev):
     conf = ev["nginx_conf"]
     assert conf.splitlines()[:3] == ["#", "# Ansible managed", "#"]
-    for line in ("ssl_session_tickets off;", "ssl_dhparam /etc/nginx/schoolgate-tls/ffdhe2048.pem;",
-                 "ssl_prefer_server_ciphers off;", "ssl_ecdh_curve X25519:prime256v1:secp384r1;",
-                 "ssl_protocols TLSv1.2 TLSv1.3;", "ssl_ciphers " + ":".join(PROFILE_CIPHERS) + ";"):
+    for line in (
+        "ssl_session_tickets off;",
+        "ssl_dhparam /etc/nginx/schoolgate-tls/ffdhe2048.pem;",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_ecdh_curve X25519:prime256v1:secp384r1;",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_ciphers " + ":".join(PROFILE_CIPHERS) + ";",
+    ):
         assert line in conf
 
 
@@ -144,17 +173,24 @@ def test_profile_directives(ev):
 
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "tls")
 HOSTS = [f"{SCENARIO}-bookworm", f"{SCENARIO}-trixie"]
-STATE = ("sha256sum /etc/nginx/nginx.conf /etc/nginx/schoolgate-tls/*.pem; "
-         "echo pid=$(systemctl show -p MainPID --value nginx); "
-         "openssl x509 -noout -serial -in /etc/nginx/schoolgate-tls/fullchain.pem; "
-         "nginx -t 2>&1 | tail -1")
+STATE = (
+    "sha256sum /etc/nginx/nginx.conf /etc/nginx/schoolgate-tls/*.pem; "
+    "echo pid=$(systemctl show -p MainPID --value nginx); "
+    "openssl x509 -noout -serial -in /etc/nginx/schoolgate-tls/fullchain.pem; "
+    "nginx -t 2>&1 | tail -1"
+)
 _RUNS: dict[str, tuple[subprocess.CompletedProcess, dict, dict, str]] = {}
 
 
 def _state(container: str) -> dict:
     conf = os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."), "lab", "containers.conf")
-    out = subprocess.run(["podman", "exec", container, "sh", "-c", STATE], capture_output=True, text=True,
-                         timeout=300, env={"CONTAINERS_CONF": conf, **os.environ}).stdout
+    out = subprocess.run(
+        ["podman", "exec", container, "sh", "-c", STATE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"CONTAINERS_CONF": conf, **os.environ},
+    ).stdout
     lines = out.strip().splitlines()
     return {"files": "\n".join(lines[:-3]), "pid": lines[-3], "serial": lines[-2], "nginx_t": lines[-1]}
 
@@ -165,18 +201,29 @@ def _run_for_all(key: str, playbook: str, *extra: str, before_run=None):
             before_run()
         before = {h: _state(h) for h in HOSTS}
         proc = subprocess.run(
-            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-             os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], playbook), *extra],
-            capture_output=True, text=True, timeout=1800,
-            env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PY_COLORS": "0"})
+            [
+                "ansible-playbook",
+                "-i",
+                os.environ["MOLECULE_INVENTORY_FILE"],
+                os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], playbook),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PY_COLORS": "0"},
+        )
         after = {h: _state(h) for h in HOSTS}
         _RUNS[key] = (proc, before, after, re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr))
     return _RUNS[key]
 
 
 def _recap(out: str, host_name: str) -> dict:
-    match = re.search(rf"{re.escape(host_name)}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
-                      rf"failed=(\d+)", out)
+    match = re.search(
+        rf"{re.escape(host_name)}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
+        rf"failed=(\d+)",
+        out,
+    )
     assert match, out[-2000:]
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True))
 
@@ -204,16 +251,21 @@ def test_broken_variable_fails_and_old_config_keeps_serving(host):
 def _forget_issued_certificates():
     # The lab CA issues a fresh certificate for the same host key on the next run.
     for h in HOSTS:
-        issued = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "lab", "state", "ca", "issued",
-                              f"{h}.crt")
+        issued = os.path.join(
+            os.environ["MOLECULE_PROJECT_DIRECTORY"], "lab", "state", "ca", "issued", f"{h}.crt"
+        )
         if os.path.exists(issued):
             os.remove(issued)
 
 
 def test_certificate_rotation_reloads_without_restart(host):
     proc, before, after, out = _run_for_all(
-        "rotate", "converge.yml", "--tags", "tls_preflight,tls_certs,tls_service,tls_verify",
-        before_run=_forget_issued_certificates)
+        "rotate",
+        "converge.yml",
+        "--tags",
+        "tls_preflight,tls_certs,tls_service,tls_verify",
+        before_run=_forget_issued_certificates,
+    )
     assert proc.returncode == 0, out[-3000:]
     assert _recap(out, name(host))["failed"] == 0
     assert "RUNNING HANDLER [tls : Reload nginx]" in out

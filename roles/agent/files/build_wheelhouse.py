@@ -24,8 +24,17 @@ def main() -> int:
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(tmp), str(root)], check=True)
     deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
     platforms = [f"manylinux{v}_{arch}" for v in ("2014", "_2_17", "_2_28")] + [f"linux_{arch}"]
-    cmd = [*pip, "download", "--only-binary=:all:", "--python-version", pyver, "--implementation", "cp",
-           "-d", str(tmp)]
+    cmd = [
+        *pip,
+        "download",
+        "--only-binary=:all:",
+        "--python-version",
+        pyver,
+        "--implementation",
+        "cp",
+        "-d",
+        str(tmp),
+    ]
     for p in platforms:
         cmd += ["--platform", p]
     subprocess.run([*cmd, *deps], check=True)

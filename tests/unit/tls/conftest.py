@@ -50,30 +50,48 @@ def tls_filters():
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "schoolgate test"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "schoolgate test"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def _cert(subject_cn, subject_key, issuer_cert, issuer_key, *, ca, days=365, sans=(), not_before=None):
     now = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    builder = (x509.CertificateBuilder()
-               .subject_name(_name(subject_cn))
-               .issuer_name(issuer_cert.subject if issuer_cert else _name(subject_cn))
-               .public_key(subject_key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now)
-               .not_valid_after(now + dt.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject_cn))
+        .issuer_name(issuer_cert.subject if issuer_cert else _name(subject_cn))
+        .public_key(subject_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False), critical=True)
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
+            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
+        )
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
     return builder.sign(issuer_key or subject_key, hashes.SHA256())
 
 
@@ -82,8 +100,9 @@ def _pem(cert) -> bytes:
 
 
 def _key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @dataclass
@@ -111,8 +130,9 @@ def pki(tmp_path_factory) -> Pki:
     leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     leaf = _cert(SERVER_NAME, leaf_key, inter, inter_key, ca=False, sans=[SERVER_NAME, "*.school.test"])
     short_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    short = _cert("short.school.test", short_key, inter, inter_key, ca=False, days=3,
-                  sans=["short.school.test"])
+    short = _cert(
+        "short.school.test", short_key, inter, inter_key, ca=False, days=3, sans=["short.school.test"]
+    )
     ec_key = ec.generate_private_key(ec.SECP384R1())
     ec_leaf = _cert(SERVER_NAME, ec_key, inter, inter_key, ca=False, sans=[SERVER_NAME])
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -132,8 +152,19 @@ def pki(tmp_path_factory) -> Pki:
     for name, data in files.items():
         (d / name).write_bytes(data)
         os.chmod(d / name, 0o600 if name.endswith(".key") else 0o644)
-    return Pki(d / "root.pem", d / "other-root.pem", d / "fullchain.pem", d / "leaf-only.pem", d / "leaf.key",
-               d / "short-chain.pem", d / "short.key", d / "ec-chain.pem", d / "ec.key", leaf, inter)
+    return Pki(
+        d / "root.pem",
+        d / "other-root.pem",
+        d / "fullchain.pem",
+        d / "leaf-only.pem",
+        d / "leaf.key",
+        d / "short-chain.pem",
+        d / "short.key",
+        d / "ec-chain.pem",
+        d / "ec.key",
+        leaf,
+        inter,
+    )
 
 
 def free_port() -> int:
@@ -144,13 +175,23 @@ def free_port() -> int:
 
 # name -> (ssl_protocols, ssl_ciphers, cert, key, extra directives)
 SERVER_VARIANTS = {
-    "intermediate": ("TLSv1.2 TLSv1.3", INTERMEDIATE_CIPHERS, "fullchain", "key",
-                     'add_header Strict-Transport-Security "max-age=63072000" always;'),
+    "intermediate": (
+        "TLSv1.2 TLSv1.3",
+        INTERMEDIATE_CIPHERS,
+        "fullchain",
+        "key",
+        'add_header Strict-Transport-Security "max-age=63072000" always;',
+    ),
     "legacy": ("TLSv1 TLSv1.1 TLSv1.2 TLSv1.3", "DEFAULT:@SECLEVEL=0", "fullchain", "key", ""),
     "tls10_only": ("TLSv1", "DEFAULT:@SECLEVEL=0", "fullchain", "key", ""),
     "tls11_12": ("TLSv1.1 TLSv1.2", "DEFAULT:@SECLEVEL=0", "fullchain", "key", ""),
-    "tls13_only": ("TLSv1.3", "DEFAULT", "fullchain", "key",
-                   'add_header Strict-Transport-Security "max-age=600; includeSubDomains; preload" always;'),
+    "tls13_only": (
+        "TLSv1.3",
+        "DEFAULT",
+        "fullchain",
+        "key",
+        'add_header Strict-Transport-Security "max-age=600; includeSubDomains; preload" always;',
+    ),
     "leaf_only": ("TLSv1.2 TLSv1.3", INTERMEDIATE_CIPHERS, "leaf_only", "key", ""),
     "short_lived": ("TLSv1.2 TLSv1.3", INTERMEDIATE_CIPHERS, "short_chain", "short_key", ""),
     "ecdsa": ("TLSv1.2 TLSv1.3", INTERMEDIATE_CIPHERS, "ec_chain", "ec_key", ""),
@@ -190,34 +231,36 @@ def nginx_lab(pki, tmp_path_factory):
         ssl_ecdh_curve X25519:prime256v1:secp384r1;
         ssl_session_tickets off;
         {extra}
-        root {d / 'www'};
+        root {d / "www"};
     }}""")
     conf = f"""
 daemon off;
 master_process off;
-pid {d / 'nginx.pid'};
-error_log {d / 'error.log'} info;
+pid {d / "nginx.pid"};
+error_log {d / "error.log"} info;
 events {{ worker_connections 256; }}
 http {{
     access_log off;
-    client_body_temp_path {d / 'body'};
-    proxy_temp_path {d / 'proxy'};
-    fastcgi_temp_path {d / 'fastcgi'};
-    uwsgi_temp_path {d / 'uwsgi'};
-    scgi_temp_path {d / 'scgi'};
+    client_body_temp_path {d / "body"};
+    proxy_temp_path {d / "proxy"};
+    fastcgi_temp_path {d / "fastcgi"};
+    uwsgi_temp_path {d / "uwsgi"};
+    scgi_temp_path {d / "scgi"};
     server {{
         listen 127.0.0.1:{http_port};
         location / {{ return 301 https://$host$request_uri; }}
     }}
-    {''.join(servers)}
+    {"".join(servers)}
 }}
 """
     (d / "nginx.conf").write_text(conf)
-    check = subprocess.run([NGINX, "-t", "-p", str(d), "-c", str(d / "nginx.conf")],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [NGINX, "-t", "-p", str(d), "-c", str(d / "nginx.conf")], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(d / "nginx.conf")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(d), "-c", str(d / "nginx.conf")], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

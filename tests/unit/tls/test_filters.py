@@ -24,7 +24,12 @@ def test_ordering(tls_filters):
     assert f.tls_version_compare("TLSv1", "tls1.0") == 0
     # Plain string sorting gets SSLv3 vs TLS wrong; the filter uses the protocol order.
     assert f.tls_versions_sort(["TLSv1.3", "TLSv1", "SSLv3", "TLSv1.2", "TLSv1.1"]) == [
-        "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+        "SSLv3",
+        "TLSv1",
+        "TLSv1.1",
+        "TLSv1.2",
+        "TLSv1.3",
+    ]
     assert f.tls_versions_sort(["TLSv1.2", "TLSv1.3"], reverse=True) == ["TLSv1.3", "TLSv1.2"]
     assert f.tls_version_min(["TLSv1.3", "TLSv1.2"]) == "TLSv1.2"
     assert f.tls_version_max(["TLSv1.3", "TLSv1.2"]) == "TLSv1.3"
@@ -37,15 +42,18 @@ def test_ordering(tls_filters):
 NOW = dt.datetime(2026, 12, 4, 12, 0, 0, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize(("value", "days"), [
-    ("2027-12-04T12:00:00+00:00", 365),
-    ("2027-12-04T12:00:00Z", 365),
-    ("20261214120000Z", 10),
-    ("Dec 14 11:59:59 2026 GMT", 9),
-    ("Dec  5 12:00:00 2026 GMT", 1),
-    ("2026-12-01T12:00:00+00:00", -3),
-    ("2026-12-04T11:00:00+00:00", -1),
-])
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [
+        ("2027-12-04T12:00:00+00:00", 365),
+        ("2027-12-04T12:00:00Z", 365),
+        ("20261214120000Z", 10),
+        ("Dec 14 11:59:59 2026 GMT", 9),
+        ("Dec  5 12:00:00 2026 GMT", 1),
+        ("2026-12-01T12:00:00+00:00", -3),
+        ("2026-12-04T11:00:00+00:00", -1),
+    ],
+)
 def test_days_left(tls_filters, value, days):
     assert tls_filters.tls_days_left(value, NOW.isoformat()) == days
 

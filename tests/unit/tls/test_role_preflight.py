@@ -28,10 +28,26 @@ def playbook(tmp_path_factory):
 def run_preflight(playbook, **variables):
     env = dict(os.environ, PATH=f"{PROJECT / '.venv' / 'bin'}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
-        [str(PROJECT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         "-e", "ansible_python_interpreter=/usr/bin/python3", "-e", json.dumps(variables),
-         "--tags", "tls_preflight", str(playbook)],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            str(PROJECT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "ansible_python_interpreter=/usr/bin/python3",
+            "-e",
+            json.dumps(variables),
+            "--tags",
+            "tls_preflight",
+            str(playbook),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     # Nothing beyond preflight may have run.
     assert "Install nginx" not in out and "Render nginx.conf" not in out

@@ -35,10 +35,24 @@ def render(tmp_path, **variables) -> str:
     out = tmp_path / "nginx.conf"
     env = dict(os.environ, PATH=f"{PROJECT / '.venv' / 'bin'}:{os.environ['PATH']}")
     proc = subprocess.run(
-        [str(PROJECT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         "-e", "ansible_python_interpreter=/usr/bin/python3",
-         "-e", json.dumps({"out": str(out), **variables}), str(play)],
-        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            str(PROJECT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "ansible_python_interpreter=/usr/bin/python3",
+            "-e",
+            json.dumps({"out": str(out), **variables}),
+            str(play),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     return str(out)
 
@@ -53,15 +67,26 @@ def role_nginx(request, pki, tmp_path):
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "index.html").write_text("ok\n")
     https, http = free_port(), free_port()
-    conf = render(tmp_path, tls_profile=request.param, tls_live_dir=str(live), tls_https_port=https,
-                  tls_http_port=http, tls_server_name=SERVER_NAME, tls_nginx_user="root",
-                  tls_nginx_pid_file=str(tmp_path / "nginx.pid"), tls_nginx_log_dir=str(tmp_path),
-                  tls_portal_root=str(tmp_path / "www"), _tls_nginx_version="1.22.1", tls_listen_ipv6=False,
-                  tls_cert_source="provided")
+    conf = render(
+        tmp_path,
+        tls_profile=request.param,
+        tls_live_dir=str(live),
+        tls_https_port=https,
+        tls_http_port=http,
+        tls_server_name=SERVER_NAME,
+        tls_nginx_user="root",
+        tls_nginx_pid_file=str(tmp_path / "nginx.pid"),
+        tls_nginx_log_dir=str(tmp_path),
+        tls_portal_root=str(tmp_path / "www"),
+        _tls_nginx_version="1.22.1",
+        tls_listen_ipv6=False,
+        tls_cert_source="provided",
+    )
     text = Path(conf).read_text()
     # Run on the loopback only, whatever the template says about the listen address.
     text = text.replace(f"listen {https} ", f"listen 127.0.0.1:{https} ").replace(
-        f"listen {http} ", f"listen 127.0.0.1:{http} ")
+        f"listen {http} ", f"listen 127.0.0.1:{http} "
+    )
     Path(conf).write_text(text)
     check = subprocess.run([NGINX, "-t", "-c", conf], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
@@ -80,16 +105,22 @@ def role_nginx(request, pki, tmp_path):
 def test_rendered_profile_serves_what_it_promises(tls_probe, role_nginx, pki):
     profile, https, http, text = role_nginx
     assert text.splitlines()[:3] == ["#", "# Ansible managed", "#"]
-    facts = tls_probe.probe("127.0.0.1", https, server_name=SERVER_NAME, ca_path=str(pki.root),
-                            http_port=http)
+    facts = tls_probe.probe(
+        "127.0.0.1", https, server_name=SERVER_NAME, ca_path=str(pki.root), http_port=http
+    )
     expected = ["TLSv1.2", "TLSv1.3"] if profile == "intermediate" else ["TLSv1.3"]
     assert facts["accepted_versions"] == expected
     for version in ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
         assert s_client_accepts(https, version) == (version in expected), version
     if profile == "intermediate":
         assert set(facts["tls12_ciphers"]) == {
-            "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305",
-            "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305"}
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-RSA-AES256-GCM-SHA384",
+            "ECDHE-RSA-CHACHA20-POLY1305",
+            "DHE-RSA-AES128-GCM-SHA256",
+            "DHE-RSA-AES256-GCM-SHA384",
+            "DHE-RSA-CHACHA20-POLY1305",
+        }
         assert "ssl_dhparam" in text
     else:
         assert facts["tls12_ciphers"] == [] and "ssl_dhparam" not in text and "ssl_ciphers" not in text

@@ -26,11 +26,23 @@ CONFIGURED = {
 
 def s_client_accepts(port: int, version: str, cipher: str | None = None) -> bool:
     """Independent verdict: does `openssl s_client` complete a handshake with exactly this version?"""
-    args = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", SERVER_NAME,
-            S_CLIENT_FLAG[version], "-cipher", cipher or "DEFAULT@SECLEVEL=0"]
+    args = [
+        OPENSSL,
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-servername",
+        SERVER_NAME,
+        S_CLIENT_FLAG[version],
+        "-cipher",
+        cipher or "DEFAULT@SECLEVEL=0",
+    ]
     proc = subprocess.run(args, input="", capture_output=True, text=True, timeout=20)
-    negotiated = [line.split(":", 1)[1].strip() for line in proc.stdout.splitlines()
-                  if line.strip().startswith("Protocol") and ":" in line]
+    negotiated = [
+        line.split(":", 1)[1].strip()
+        for line in proc.stdout.splitlines()
+        if line.strip().startswith("Protocol") and ":" in line
+    ]
     ok = proc.returncode == 0 and "Cipher is (NONE)" not in proc.stdout and "New, " in proc.stdout
     if ok and negotiated:
         assert negotiated[0] == version, f"s_client asked for {version} got {negotiated[0]}"
@@ -44,8 +56,9 @@ def results(tls_probe, nginx_lab):
     def get(variant: str, **kwargs):
         key = (variant, tuple(sorted(kwargs.items())))
         if key not in cache:
-            cache[key] = tls_probe.probe("127.0.0.1", nginx_lab.ports[variant], server_name=SERVER_NAME,
-                                         **kwargs)
+            cache[key] = tls_probe.probe(
+                "127.0.0.1", nginx_lab.ports[variant], server_name=SERVER_NAME, **kwargs
+            )
         return cache[key]
 
     return get
@@ -101,7 +114,8 @@ def test_intermediate_profile_cipher_enumeration(results, nginx_lab):
     weak = ["ECDHE-RSA-AES128-SHA", "AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES256-SHA384"]
     for cipher in [*profile, *weak]:
         assert s_client_accepts(nginx_lab.ports["intermediate"], "TLSv1.2", cipher + ":@SECLEVEL=0") == (
-            cipher in facts["tls12_ciphers"]), cipher
+            cipher in facts["tls12_ciphers"]
+        ), cipher
 
 
 def test_ecdsa_server_accepts_only_ecdsa_suites(results):
@@ -152,23 +166,31 @@ def test_wrong_trust_store_is_not_trusted(results, nginx_lab):
 
 
 def test_hostname_mismatch(tls_probe, nginx_lab):
-    facts = tls_probe.probe("127.0.0.1", nginx_lab.ports["intermediate"], server_name="other.example.test",
-                            enumerate_ciphers=False)
+    facts = tls_probe.probe(
+        "127.0.0.1",
+        nginx_lab.ports["intermediate"],
+        server_name="other.example.test",
+        enumerate_ciphers=False,
+    )
     assert facts["hostname_match"] is False
-    wildcard = tls_probe.probe("127.0.0.1", nginx_lab.ports["intermediate"], server_name="www.school.test",
-                               enumerate_ciphers=False)
+    wildcard = tls_probe.probe(
+        "127.0.0.1", nginx_lab.ports["intermediate"], server_name="www.school.test", enumerate_ciphers=False
+    )
     assert wildcard["hostname_match"] is True
 
 
-@pytest.mark.parametrize(("name", "sans", "expected"), [
-    ("a.example.ru", ["a.example.ru"], True),
-    ("A.Example.RU.", ["a.example.ru"], True),
-    ("b.a.example.ru", ["*.example.ru"], False),
-    ("a.example.ru", ["*.example.ru"], True),
-    ("example.ru", ["*.example.ru"], False),
-    ("x.ru", ["*.ru"], False),
-    ("a.example.ru", [], False),
-])
+@pytest.mark.parametrize(
+    ("name", "sans", "expected"),
+    [
+        ("a.example.ru", ["a.example.ru"], True),
+        ("A.Example.RU.", ["a.example.ru"], True),
+        ("b.a.example.ru", ["*.example.ru"], False),
+        ("a.example.ru", ["*.example.ru"], True),
+        ("example.ru", ["*.example.ru"], False),
+        ("x.ru", ["*.ru"], False),
+        ("a.example.ru", [], False),
+    ],
+)
 def test_hostname_rules(tls_probe, name, sans, expected):
     assert tls_probe.hostname_matches(name, sans, []) is expected
 
@@ -185,8 +207,13 @@ def test_hsts_and_redirect(tls_probe, results, nginx_lab):
     preload = results("tls13_only")["hsts"]
     assert preload["include_subdomains"] and preload["preload"] and preload["max_age"] == 600
     assert results("legacy")["hsts"]["present"] is False
-    facts = tls_probe.probe("127.0.0.1", nginx_lab.ports["intermediate"], server_name=SERVER_NAME,
-                            enumerate_ciphers=False, http_port=nginx_lab.http_port)
+    facts = tls_probe.probe(
+        "127.0.0.1",
+        nginx_lab.ports["intermediate"],
+        server_name=SERVER_NAME,
+        enumerate_ciphers=False,
+        http_port=nginx_lab.http_port,
+    )
     assert facts["http_redirect"]["status"] == 301
     assert facts["http_redirect"]["location"].startswith(f"https://{SERVER_NAME}/")
     assert facts["http_redirect"]["to_https"] is True
@@ -202,13 +229,28 @@ def test_tls13_only_chain_still_read(results, nginx_lab):
 
 def test_policy(tls_probe, results, nginx_lab):
     good = results("intermediate", ca_path=str(nginx_lab.pki.root))
-    assert tls_probe.check_policy(good, min_version="TLSv1.2", forbid_ciphers=["*-SHA", "*CBC*", "RC4*"],
-                                  allowed_ciphers=INTERMEDIATE_CIPHERS.split(":"), min_days_valid=30,
-                                  require_trusted=True, require_hsts=True, require_hostname_match=True) == []
+    assert (
+        tls_probe.check_policy(
+            good,
+            min_version="TLSv1.2",
+            forbid_ciphers=["*-SHA", "*CBC*", "RC4*"],
+            allowed_ciphers=INTERMEDIATE_CIPHERS.split(":"),
+            min_days_valid=30,
+            require_trusted=True,
+            require_hsts=True,
+            require_hostname_match=True,
+        )
+        == []
+    )
     legacy = results("legacy")
-    violations = tls_probe.check_policy(legacy, min_version="TLSv1.2", forbid_ciphers=["*-SHA"],
-                                        allowed_ciphers=INTERMEDIATE_CIPHERS.split(":"),
-                                        require_trusted=True, require_hsts=True)
+    violations = tls_probe.check_policy(
+        legacy,
+        min_version="TLSv1.2",
+        forbid_ciphers=["*-SHA"],
+        allowed_ciphers=INTERMEDIATE_CIPHERS.split(":"),
+        require_trusted=True,
+        require_hsts=True,
+    )
     text = "\n".join(violations)
     assert "TLSv1, TLSv1.1" in text and "min_version TLSv1.2" in text
     assert "forbid_ciphers" in text and "allowed_ciphers" in text
@@ -226,25 +268,56 @@ def test_nothing_listening(tls_probe):
 
 
 def _ansible(*args):
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               PATH=f"{PROJECT / '.venv' / 'bin'}:{os.environ['PATH']}")
-    return subprocess.run([str(PROJECT / ".venv" / "bin" / "ansible"), "localhost", "-c", "local",
-                           "-i", "localhost,", "-m", "tls_probe",
-                           # The Debian interpreter, as on a target host: the module needs only the stdlib.
-                           "-e", "ansible_python_interpreter=/usr/bin/python3", *args],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180)
+    env = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        PATH=f"{PROJECT / '.venv' / 'bin'}:{os.environ['PATH']}",
+    )
+    return subprocess.run(
+        [
+            str(PROJECT / ".venv" / "bin" / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-m",
+            "tls_probe",
+            # The Debian interpreter, as on a target host: the module needs only the stdlib.
+            "-e",
+            "ansible_python_interpreter=/usr/bin/python3",
+            *args,
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _task_result(proc):
-    data = json.loads(proc.stdout[proc.stdout.index("{"):])
+    data = json.loads(proc.stdout[proc.stdout.index("{") :])
     return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
 def test_as_ansible_module_in_check_mode(nginx_lab):
-    proc = _ansible("--check", "-a", json.dumps({
-        "host": "127.0.0.1", "port": nginx_lab.ports["intermediate"], "server_name": SERVER_NAME,
-        "ca_path": str(nginx_lab.pki.root), "min_version": "TLSv1.2", "require_trusted": True,
-        "http_port": nginx_lab.http_port}))
+    proc = _ansible(
+        "--check",
+        "-a",
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": nginx_lab.ports["intermediate"],
+                "server_name": SERVER_NAME,
+                "ca_path": str(nginx_lab.pki.root),
+                "min_version": "TLSv1.2",
+                "require_trusted": True,
+                "http_port": nginx_lab.http_port,
+            }
+        ),
+    )
     result = _task_result(proc)
     assert proc.returncode == 0, result
     assert result["changed"] is False
@@ -253,9 +326,18 @@ def test_as_ansible_module_in_check_mode(nginx_lab):
 
 
 def test_as_ansible_module_policy_failure(nginx_lab):
-    proc = _ansible("-a", json.dumps({"host": "127.0.0.1", "port": nginx_lab.ports["tls11_12"],
-                                      "server_name": SERVER_NAME, "min_version": "TLSv1.2",
-                                      "enumerate_ciphers": False}))
+    proc = _ansible(
+        "-a",
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": nginx_lab.ports["tls11_12"],
+                "server_name": SERVER_NAME,
+                "min_version": "TLSv1.2",
+                "enumerate_ciphers": False,
+            }
+        ),
+    )
     result = _task_result(proc)
     assert proc.returncode != 0
     assert result["failed"] is True
@@ -264,7 +346,12 @@ def test_as_ansible_module_policy_failure(nginx_lab):
 
 
 def test_ansible_doc_renders():
-    proc = subprocess.run([str(PROJECT / ".venv" / "bin" / "ansible-doc"), "-M", "modules", "tls_probe"],
-                          cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "ansible-doc"), "-M", "modules", "tls_probe"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "min_version" in proc.stdout and "EXAMPLES" in proc.stdout and "RETURN VALUES" in proc.stdout

@@ -60,10 +60,10 @@ def check(cert: str, key: str) -> dict:
     if result["not_after"]:
         import datetime
 
-        expires = datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(result["not_after"]),
-                                                  tz=datetime.UTC)
-        result["days_left"] = int((expires - datetime.datetime.now(tz=datetime.UTC)).total_seconds()
-                                  // 86400)
+        expires = datetime.datetime.fromtimestamp(
+            ssl.cert_time_to_seconds(result["not_after"]), tz=datetime.UTC
+        )
+        result["days_left"] = int((expires - datetime.datetime.now(tz=datetime.UTC)).total_seconds() // 86400)
         if result["days_left"] < 0:
             result["problems"].append("cert_expired")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -90,8 +90,10 @@ def main() -> int:
         # The candidate is a temporary file written by Ansible: its mode is not ours to judge.
         problems = [p for p in result["problems"] if p != "key_mode"]
         if problems:
-            print(f"certificate {args.cert} rejected: {', '.join(problems)} {result.get('load_error', '')}",
-                  file=sys.stderr)
+            print(
+                f"certificate {args.cert} rejected: {', '.join(problems)} {result.get('load_error', '')}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     print(json.dumps(result))
