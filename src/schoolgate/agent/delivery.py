@@ -21,10 +21,12 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import os
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 import aiohttp
 
@@ -212,17 +214,29 @@ class Delivery:
         path = self.cfg.esia.signer.get("cert")
         if not path:
             return -1.0
-        now = time.time()
+        expiry = self._cert_expiry(path)
+        return -1.0 if expiry is None else (expiry - time.time()) / 86400
+
+    def _cert_expiry(self, path: str) -> float | None:
+        """Expiry (epoch s) of the certificate at path; parsed again only when the file changes (a renewal
+        replaces it), so a scrape right after the renewal already shows the new certificate."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # unreadable: shows as an alert (-1) rather than as "fine"
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = getattr(self, "_cert_cache", None)
-        if cached is None or now - cached[0] > 3600:
+        if cached is None or cached[0] != key:
             from schoolgate.esia.certhash import certificate_info
+            from schoolgate.esia.errors import EsiaError
 
             try:
                 with open(path, "rb") as fh:
-                    days = float(certificate_info(fh.read())["days_left"])
-            except (OSError, ValueError, KeyError):
-                days = -1.0  # unreadable: shows as an alert rather than as "fine"
-            self._cert_cache = (now, days)
+                    not_after = datetime.fromisoformat(certificate_info(fh.read())["not_after"])
+                expiry: float | None = not_after.timestamp()
+            except (OSError, ValueError, KeyError, EsiaError):  # a broken file must not break /metrics
+                expiry = None
+            self._cert_cache = (key, expiry)
             cached = self._cert_cache
         return cached[1]
 
