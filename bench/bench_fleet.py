@@ -14,6 +14,17 @@ ratios are what this benchmark is about, and they hold per task.
 Figures: wall time (s) for 1 school and N schools with the project's ansible.cfg ("tuned") and with Ansible
 defaults on the same N schools (forks 5, gathering implicit, no fact cache, no pipelining), CPU seconds of
 ansible and its workers, the ratios, and the machine with its load average before and after.
+
+Two host models (`--hosts shared|sliced|both`, default both):
+- shared: the lab schools run their modules on the controller's own CPUs, unlimited. With everything local a
+  one-school run is CPU-bound (the controller and that school's modules take turns on one core), so N schools
+  can never finish faster than their total CPU divided by the machine's CPUs; the benchmark prints that floor
+  next to the measured ratio. On a 2-core machine it is ~N/2 x, whatever the settings.
+- sliced: what the goal is about — a fleet of independent servers, each with its own CPU. Every school
+  container gets the same fixed CPU slice (cgroup quota) in every run: (machine CPUs - 1) / N, so the N
+  schools together never take the core the controller keeps. One school then runs at the speed of one such
+  server, and N schools at once show whether the controller (forks, strategy, its own per-school CPU) keeps
+  up. The quota is removed afterwards.
 """
 
 from __future__ import annotations
@@ -58,6 +69,32 @@ def hosts_cpu(ns: str, names: list[str]) -> float | None:
             return None
         total += int(usage.read_text()) / 1e9
     return total
+
+
+def cgroup_dir(ns: str, name: str) -> Path:
+    cid = subprocess.run(
+        ["podman", "inspect", "-f", "{{.Id}}", topology.container_name(name, ns)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for base in (Path("/sys/fs/cgroup/cpu,cpuacct"), Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
+        found = base / "libpod_parent" / f"libpod-{cid}"
+        if found.is_dir():
+            return found
+    raise SystemExit(f"no cgroup directory for {name} ({cid[:12]}); cannot set its CPU slice")
+
+
+def set_cpu_slice(ns: str, names: list[str], cpus: float | None) -> None:
+    """Give every school container the CPU quota `cpus` (fraction of one CPU), or remove it (None)."""
+    period = 100_000
+    for name in names:
+        d = cgroup_dir(ns, name)
+        if (d / "cpu.max").exists():  # cgroup v2
+            (d / "cpu.max").write_text("max\n" if cpus is None else f"{int(cpus * period)} {period}\n")
+        else:
+            (d / "cpu.cfs_period_us").write_text(f"{period}\n")
+            (d / "cpu.cfs_quota_us").write_text("-1\n" if cpus is None else f"{int(cpus * period)}\n")
 
 
 def run(ns: str, inventory: Path, limit: list[str], stages: str, env_extra: dict[str, str]) -> dict:
@@ -122,11 +159,34 @@ def show(label: str, r: dict) -> None:
         per = ctl / max(r["hosts"], 1)
         split = f"  (in the schools {r['hosts_cpu']:6.1f} s, controller {ctl:6.1f} s = {per:.2f} s/school)"
     print(
-        f"{label:<34} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s CPU{split}  {r['hosts']:3d} hosts{valid}",
+        f"{label:<42} {r['wall']:7.1f} s wall  {r['cpu']:7.1f} s CPU{split}  {r['hosts']:3d} hosts{valid}",
         flush=True,
     )
     if valid:
         print(r["tail"])
+
+
+def measure(args, inventory: Path, schools: list[str], label: str) -> dict:
+    """1 school and N schools tuned, N schools with Ansible defaults (and strategy free if asked)."""
+    one = best(args.lab, inventory, schools[:1], args.stages, {}, args.repeat)
+    show(f"{label}: tuned, 1 school", one)
+    many = best(args.lab, inventory, schools, args.stages, {}, args.repeat)
+    show(f"{label}: tuned, {len(schools)} schools", many)
+    dflt = best(args.lab, inventory, schools, args.stages, DEFAULTS, args.repeat)
+    show(f"{label}: Ansible defaults, {len(schools)}", dflt)
+    print(
+        f"{label}: ratio {len(schools)} schools / 1 school (tuned): {many['wall'] / one['wall']:.2f}x wall "
+        " (goal <= 2x)"
+    )
+    print(
+        f"{label}: ratio defaults / tuned ({len(schools)} schools): {dflt['wall'] / many['wall']:.2f}x wall, "
+        f"{dflt['cpu'] / max(many['cpu'], 0.01):.2f}x CPU"
+    )
+    if args.strategy_free:
+        free = best(args.lab, inventory, schools, args.stages, {"ANSIBLE_STRATEGY": "free"}, args.repeat)
+        show(f"{label}: tuned + strategy free, {len(schools)}", free)
+        print(f"{label}: ratio free / linear: {free['wall'] / many['wall']:.2f}x wall")
+    return {"one": one, "many": many, "defaults": dflt}
 
 
 def main() -> int:
@@ -135,6 +195,7 @@ def main() -> int:
     p.add_argument("--schools", type=int, default=20)
     p.add_argument("--stages", default="base")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--hosts", choices=["shared", "sliced", "both"], default="both")
     p.add_argument(
         "--strategy-free", action="store_true", help="also measure strategy=free (tuned otherwise)"
     )
@@ -142,6 +203,7 @@ def main() -> int:
     args = p.parse_args()
     inventory = lab_cli.inventory_path(args.lab)
     schools = [topology.school_name(i) for i in range(1, args.schools + 1)]
+    cpus = os.cpu_count() or 1
     print(f"machine: {machine()}")
     conn = next(
         (
@@ -152,6 +214,7 @@ def main() -> int:
         "?",
     )
     print(f"lab {args.lab}: {len(schools)} schools, stages {args.stages}, rollout.yml, connection {conn}")
+    set_cpu_slice(args.lab, schools, None)
     if not args.no_warmup:
         warm = run(args.lab, inventory, schools, args.stages, {})
         print(
@@ -160,24 +223,23 @@ def main() -> int:
         if warm["failed"]:
             print(warm["tail"])
             return 1
-    one = best(args.lab, inventory, schools[:1], args.stages, {}, args.repeat)
-    show("tuned, 1 school", one)
-    many = best(args.lab, inventory, schools, args.stages, {}, args.repeat)
-    show(f"tuned, {len(schools)} schools", many)
-    dflt = best(args.lab, inventory, schools, args.stages, DEFAULTS, args.repeat)
-    show(f"Ansible defaults, {len(schools)} schools", dflt)
-    print(
-        f"ratio {len(schools)} schools / 1 school (tuned): {many['wall'] / one['wall']:.2f}x wall "
-        " (goal <= 2x)"
-    )
-    print(
-        f"ratio defaults / tuned ({len(schools)} schools): {dflt['wall'] / many['wall']:.2f}x wall, "
-        f"{dflt['cpu'] / max(many['cpu'], 0.01):.2f}x CPU"
-    )
-    if args.strategy_free:
-        free = best(args.lab, inventory, schools, args.stages, {"ANSIBLE_STRATEGY": "free"}, args.repeat)
-        show(f"tuned + strategy free, {len(schools)}", free)
-        print(f"ratio free / linear: {free['wall'] / many['wall']:.2f}x wall")
+    if args.hosts in ("shared", "both"):
+        r = measure(args, inventory, schools, "shared")
+        floor = r["many"]["cpu"] / cpus / r["one"]["wall"]
+        print(
+            f"shared: CPU floor of the ratio on this machine: {floor:.2f}x "
+            f"({r['many']['cpu']:.1f} s CPU for {len(schools)} schools / {cpus} CPUs / "
+            f"{r['one']['wall']:.1f} s for one school)"
+        )
+    if args.hosts in ("sliced", "both"):
+        share = max(cpus - 1, 1) / len(schools)
+        kept = max(cpus - 1, 1)
+        print(f"sliced: every school container limited to {share:.3f} CPU ({kept} CPUs / {len(schools)})")
+        set_cpu_slice(args.lab, schools, share)
+        try:
+            measure(args, inventory, schools, "sliced")
+        finally:
+            set_cpu_slice(args.lab, schools, None)
     load = os.getloadavg()
     print(f"loadavg after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
