@@ -53,17 +53,21 @@ DEFAULTS = {  # what Ansible does without our ansible.cfg tuning
 }
 
 
+def container_id(ns: str, name: str) -> str:
+    return subprocess.run(
+        ["podman", "inspect", "-f", "{{.Id}}", topology.container_name(name, ns)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+
+
 def hosts_cpu(ns: str, names: list[str]) -> float | None:
     """CPU seconds spent inside the school containers so far (their cgroups; podman_nsenter runs the modules
     there), or None where the cgroup v1 cpuacct files are not available."""
     total = 0.0
     for name in names:
-        cid = subprocess.run(
-            ["podman", "inspect", "-f", "{{.Id}}", topology.container_name(name, ns)],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
+        cid = container_id(ns, name)
         usage = Path(f"/sys/fs/cgroup/cpuacct/libpod_parent/libpod-{cid}/cpuacct.usage")
         if not cid or not usage.exists():
             return None
@@ -72,12 +76,9 @@ def hosts_cpu(ns: str, names: list[str]) -> float | None:
 
 
 def cgroup_dir(ns: str, name: str) -> Path:
-    cid = subprocess.run(
-        ["podman", "inspect", "-f", "{{.Id}}", topology.container_name(name, ns)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    cid = container_id(ns, name)
+    if not cid:
+        raise SystemExit(f"no container for {name} in lab {ns}; cannot set its CPU slice")
     for base in (Path("/sys/fs/cgroup/cpu,cpuacct"), Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
         found = base / "libpod_parent" / f"libpod-{cid}"
         if found.is_dir():
