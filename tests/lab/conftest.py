@@ -2,12 +2,15 @@
 
 `lab_host(name, suite="bookworm")` starts a systemd container from the lab image and removes it at the end
 of the test session; use names unique to your area (e.g. "e2e-tls-school").
-`converged_lab` is a whole lab (namespace `t`) with site.yml applied once per session; it is kept afterwards
-so the next run reuses the containers and only re-converges (idempotent, fast).
+`converged_lab` is a whole lab (namespace `t`) with site.yml applied once per test run (`make test` runs the
+lab groups as separate pytest processes; they share one converge); it is kept afterwards so the next run
+reuses the containers and only re-converges (idempotent, fast).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate.lab import cli as lab_cli
-from schoolgate.lab import hosts, images, podman, site, topology
+from schoolgate.lab import hosts, images, podman, site, testrun, topology
 from schoolgate.lab.topology import LabHost
 
 
@@ -88,9 +91,44 @@ class ConvergedLab:
         )
 
 
+def _lab_containers(ns: str) -> list[str]:
+    proc = podman.run(
+        ["ps", "--format", "{{.Names}}", "--filter", f"name=^{ns}-"], subject=ns, action="list", check=False
+    )
+    return sorted(proc.stdout.split()) if proc.returncode == 0 else []
+
+
+def _converged_record(ns: str) -> Path:
+    return podman.PROJECT_DIR / "lab" / "state" / f"converged-{ns}.json"
+
+
+def _converged_this_run(ns: str) -> Path | None:
+    """`make test` runs the lab tests in groups (pytest processes); the first group that needs the converged
+    lab converges it and records the run id, the others reuse it while all its containers still run."""
+    run_id = os.environ.get(testrun.RUN_ID_ENV, "")
+    record = _converged_record(ns)
+    if not run_id or not record.exists():
+        return None
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("run") != run_id or not data.get("containers"):
+        return None
+    if any(podman.container_state(name) != "running" for name in data["containers"]):
+        return None
+    return Path(data.get("site_log", ""))
+
+
 @pytest.fixture(scope="session")
 def converged_lab(lab_ready: None) -> ConvergedLab:
-    """`schoolgate lab --lab t run` once per test session (a warm lab converges in a few minutes)."""
+    """`schoolgate lab --lab t run` once per test run (a warm lab converges in a few minutes)."""
+    inventory = lab_cli.inventory_path(TEST_LAB_NS)
+    reused = _converged_this_run(TEST_LAB_NS)
+    if reused is not None:
+        return ConvergedLab(TEST_LAB_NS, inventory, reused)
+    record = _converged_record(TEST_LAB_NS)
+    record.unlink(missing_ok=True)
     env = dict(site.ansible_env(TEST_LAB_NS))
     proc = subprocess.run(
         [sys.executable, "-m", "schoolgate", "lab", "--lab", TEST_LAB_NS, "run"],
@@ -107,4 +145,17 @@ def converged_lab(lab_ready: None) -> ConvergedLab:
             f"the test lab did not converge (exit {proc.returncode}):\n"
             f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
         )
-    return ConvergedLab(TEST_LAB_NS, lab_cli.inventory_path(TEST_LAB_NS), logs[-1] if logs else Path())
+    site_log = logs[-1] if logs else Path()
+    if os.environ.get(testrun.RUN_ID_ENV):
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(
+            json.dumps(
+                {
+                    "run": os.environ[testrun.RUN_ID_ENV],
+                    "containers": _lab_containers(TEST_LAB_NS),
+                    "site_log": str(site_log),
+                }
+            ),
+            encoding="utf-8",
+        )
+    return ConvergedLab(TEST_LAB_NS, inventory, site_log)

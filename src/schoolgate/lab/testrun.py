@@ -123,25 +123,50 @@ def stage_pytest(name: str, args: Sequence[str]) -> Result:
     return Result(name, passed, failed, secs, log, skipped=skipped)
 
 
+QUIET_MARK = "pytest.mark.quiet_host"
+RUN_ID_ENV = "SCHOOLGATE_TEST_RUN"
+
+
 def lab_groups(lab_dir: Path | None = None) -> dict[str, list[str]]:
-    """Lab test files split into two groups that run at the same time: those on the shared converged lab
-    (namespace t; they run one after another, each undoing its faults) and those with hosts of their own
-    (fleet namespace, bare hosts, local processes) — the latter spend minutes waiting on timers and loads."""
+    """Lab test files in three groups.
+
+    - `quiet`: files marked `pytest.mark.quiet_host` measure the host (the acceptance load verdict, p95 ≤ 2 s
+      at 200 clients); they run beside lint and unit tests only, never beside Molecule, whose converges would
+      be measured instead of the school.
+    - `converged`: the other tests on the shared converged lab (namespace t; one after another, each undoing
+      its faults). The lab is converged once per run (by whichever group needs it first).
+    - `isolated`: tests with hosts of their own (fleet namespace, bare hosts, local processes); they spend
+      minutes waiting on timers and loads, so they run beside the converged group.
+    """
     lab_dir = lab_dir or PROJECT / "tests" / "lab"
-    groups: dict[str, list[str]] = {"converged": [], "isolated": []}
+    groups: dict[str, list[str]] = {"quiet": [], "converged": [], "isolated": []}
     for path in sorted(lab_dir.glob("test_*.py")):
-        key = "converged" if "converged_lab" in path.read_text(encoding="utf-8") else "isolated"
+        text = path.read_text(encoding="utf-8")
+        if QUIET_MARK in text:
+            key = "quiet"
+        elif "converged_lab" in text:
+            key = "converged"
+        else:
+            key = "isolated"
         groups[key].append(str(path.relative_to(PROJECT)))
     return {k: v for k, v in groups.items() if v}
 
 
-def stage_lab() -> list[Result]:
-    groups = lab_groups()
-    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+def stage_lab(which: Sequence[str]) -> list[Result]:
+    groups = {name: files for name, files in lab_groups().items() if name in which}
+    if not groups:
+        return []
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         futures = [
             pool.submit(stage_pytest, f"lab-{name}", ["-m", "lab", *files]) for name, files in groups.items()
         ]
         return [f.result() for f in futures]
+
+
+def stage_lab_quiet() -> list[Result]:
+    """Images first (Molecule needs them next, and building them here keeps it off the critical path)."""
+    _run(["schoolgate", "lab", "images"], REPORTS / "lab-images.log")
+    return stage_lab(["quiet"])
 
 
 def scenarios(only: Sequence[str] | None = None) -> list[str]:
@@ -209,6 +234,13 @@ def _print(res: Result) -> None:
 
 
 def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] | None) -> list[Result]:
+    """Run the stages in order, with two overlaps that keep `make test` within the CI budget on two cores.
+
+    The lab's quiet group (images, the converge of the test lab, the load-measuring tests) starts at once,
+    beside the lint stages and the unit tests, which keep only one core busy. The rest of the lab starts with
+    the Molecule scenarios, after the quiet group: both spend much of their time waiting on containers,
+    systemd and timers.
+    """
     REPORTS.mkdir(exist_ok=True)
     results: list[Result] = []
     simple = {
@@ -218,25 +250,28 @@ def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] |
         "ansible-lint": lambda: _check("ansible-lint", ["ansible-lint", "--profile", "production"]),
         "syntax": stage_syntax,
         "unit": lambda: stage_pytest("unit", ["tests/unit"]),
-        "lab": stage_lab,
     }
-    # The lab stage (its own lab namespace) runs beside the Molecule scenarios instead of after them: both
-    # spend much of their time waiting on containers, systemd and timers, so overlapping them keeps
-    # `make test` within the CI budget on two cores.
-    overlap = "molecule" in stages and "lab" in stages
-    lab_future = None
-    with ThreadPoolExecutor(max_workers=1) as side:
+    lab = "lab" in stages
+    rest = ["converged", "isolated"]
+    with ThreadPoolExecutor(max_workers=1) as quiet_pool, ThreadPoolExecutor(max_workers=1) as rest_pool:
+        quiet = quiet_pool.submit(stage_lab_quiet) if lab else None
+        rest_future = None
         for stage in stages:
+            if stage == "lab":
+                continue
             if stage == "molecule":
-                if overlap:
-                    lab_future = side.submit(simple["lab"])
+                if quiet is not None:
+                    results += _report(quiet.result())
+                    quiet = None
+                    rest_future = rest_pool.submit(stage_lab, rest)
                 results += stage_molecule(scenarios(only_scenarios), jobs)
                 continue
-            if stage == "lab" and overlap:
-                continue
             results += _report(simple[stage]())
-        if lab_future is not None:
-            results += _report(lab_future.result())
+        if quiet is not None:
+            results += _report(quiet.result())
+            rest_future = rest_pool.submit(stage_lab, rest)
+        if rest_future is not None:
+            results += _report(rest_future.result())
     return results
 
 
@@ -249,6 +284,8 @@ def _report(outcome: Result | list[Result]) -> list[Result]:
 
 def cmd_test(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # One id per run: the lab tests converge the shared test lab once per run, whichever group comes first.
+    os.environ.setdefault(RUN_ID_ENV, f"{os.getpid()}-{time.time_ns()}")
     stages = args.stage or list(STAGES)
     results = run_stages(stages, args.jobs, args.scenario)
     passed = sum(r.passed for r in results)

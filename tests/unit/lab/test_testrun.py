@@ -1,5 +1,8 @@
-"""The suite runner's accounting: WIP scenarios are counted as skipped, never silently dropped."""
+"""The suite runner: its schedule (which stages overlap) and its accounting (WIP scenarios are
+skipped, never dropped)."""
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,31 +48,77 @@ def test_wip_scenario_is_skipped_not_run(project: Path, monkeypatch: pytest.Monk
     assert any(cmd[:3] == ["molecule", "test", "-s"] and cmd[3] == "alpha" for cmd in ran)
 
 
-def test_lab_stage_overlaps_molecule_and_is_reported(monkeypatch, tmp_path):
-    import threading
+def _fake_stages(monkeypatch, tmp_path, on_start):
+    """Stage runners that record start/end order; `on_start(name)` may block or assert."""
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def record(event: str) -> None:
+        with lock:
+            events.append(event)
+
+    def fake_pytest(name, args):
+        record(f"start {name}")
+        on_start(name, events)
+        time.sleep(0.05)
+        record(f"end {name}")
+        return testrun.Result(name, 3, 0, 0.1, tmp_path / f"{name}.log")
+
+    def fake_molecule(names, jobs):
+        record("start molecule")
+        on_start("molecule", events)
+        record("end molecule")
+        return [testrun.Result("molecule:x", 1, 0, 0.1, tmp_path / "m.log")]
 
     monkeypatch.setattr(testrun, "PROJECT", tmp_path)
     monkeypatch.setattr(testrun, "REPORTS", tmp_path / "reports")
-    lab_started = threading.Event()
-    seen: list[str] = []
-
-    def fake_pytest(name, args):
-        lab_started.set()
-        return testrun.Result(name, 3, 0, 0.1, tmp_path / "lab.log")
-
-    def fake_molecule(names, jobs):
-        # The lab stage must already be running while the scenarios run.
-        assert lab_started.wait(5), "lab stage did not start beside Molecule"
-        seen.append("molecule")
-        return [testrun.Result("molecule:x", 1, 0, 0.1, tmp_path / "m.log")]
-
+    monkeypatch.setattr(testrun, "_run", lambda *a, **k: 0)
     monkeypatch.setattr(testrun, "stage_pytest", fake_pytest)
-    monkeypatch.setattr(testrun, "lab_groups", lambda: {"converged": ["a.py"], "isolated": ["b.py"]})
+    monkeypatch.setattr(
+        testrun, "lab_groups", lambda: {"quiet": ["q.py"], "converged": ["a.py"], "isolated": ["b.py"]}
+    )
     monkeypatch.setattr(testrun, "stage_molecule", fake_molecule)
     monkeypatch.setattr(testrun, "_print", lambda res: None)
-    results = testrun.run_stages(["molecule", "lab"], 2, None)
-    assert [r.name for r in results] == ["molecule:x", "lab-converged", "lab-isolated"]
-    assert sum(r.passed for r in results) == 7
+    return events
+
+
+def _wait_for(events, event: str) -> bool:
+    deadline = time.monotonic() + 5
+    while event not in events:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_quiet_lab_beside_unit_then_rest_of_lab_beside_molecule(monkeypatch, tmp_path):
+    def on_start(name, events):
+        if name == "unit":
+            assert _wait_for(events, "start lab-quiet"), (
+                "the quiet lab group did not start beside the unit tests"
+            )
+        if name == "molecule":
+            # The load-measuring tests must be finished before any Molecule converge competes for the CPU.
+            assert "end lab-quiet" in events, "Molecule started while the quiet lab group ran"
+            assert _wait_for(events, "start lab-converged") and _wait_for(events, "start lab-isolated"), (
+                "the rest of the lab did not start beside Molecule"
+            )
+
+    events = _fake_stages(monkeypatch, tmp_path, on_start)
+    results = testrun.run_stages(["unit", "molecule", "lab"], 2, None)
+    assert [r.name for r in results] == ["unit", "lab-quiet", "molecule:x", "lab-converged", "lab-isolated"]
+    assert sum(r.passed for r in results) == 13
+    assert events.index("end lab-quiet") < events.index("start lab-converged")
+
+
+def test_lab_stage_alone_runs_the_quiet_group_first(monkeypatch, tmp_path):
+    events = _fake_stages(monkeypatch, tmp_path, lambda name, events: None)
+    results = testrun.run_stages(["lab"], 2, None)
+    assert [r.name for r in results] == ["lab-quiet", "lab-converged", "lab-isolated"]
+    assert events.index("end lab-quiet") < min(
+        events.index("start lab-converged"), events.index("start lab-isolated")
+    )
+    assert "start molecule" not in events
 
 
 def test_lab_files_are_grouped_by_whether_they_use_the_converged_lab(monkeypatch, tmp_path):
@@ -78,5 +127,12 @@ def test_lab_files_are_grouped_by_whether_they_use_the_converged_lab(monkeypatch
     lab.mkdir(parents=True)
     (lab / "test_a.py").write_text("def test_x(converged_lab): pass\n")
     (lab / "test_b.py").write_text("def test_y(lab_host): pass\n")
+    (lab / "test_c.py").write_text(
+        "import pytest\npytestmark = pytest.mark.quiet_host\ndef test_z(converged_lab): pass\n"
+    )
     (lab / "conftest.py").write_text("converged_lab = None\n")
-    assert testrun.lab_groups() == {"converged": ["tests/lab/test_a.py"], "isolated": ["tests/lab/test_b.py"]}
+    assert testrun.lab_groups() == {
+        "quiet": ["tests/lab/test_c.py"],
+        "converged": ["tests/lab/test_a.py"],
+        "isolated": ["tests/lab/test_b.py"],
+    }
