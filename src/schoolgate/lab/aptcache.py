@@ -7,6 +7,7 @@ probe for it before each download and fall back to the mirror directly when it i
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -77,9 +78,11 @@ def ensure(log: Callable[[str], None] = print) -> str:
             _build_image(log)
             rebuilt = True
         state = podman.container_state(NAME)
-        if state == "running" and not rebuilt:
+        if state == "running" and not rebuilt and answers():
             return "running"
-        podman.remove_container(NAME)  # stale (exited, or from an older image)
+        # Stale: exited, from an older image, or "running" in podman's records while its processes are gone
+        # (seen after the job that started it was killed; lab containers then silently went DIRECT).
+        podman.remove_container(NAME)
         store = images.cache_dir() / "apt-cacher-ng"
         store.mkdir(parents=True, exist_ok=True)
         podman.run(
@@ -101,11 +104,35 @@ def ensure(log: Callable[[str], None] = print) -> str:
             subject=NAME,
             action="start apt cache container",
         )
-        for _ in range(20):
-            if podman.container_state(NAME) == "running":
+        for _ in range(40):
+            if podman.container_state(NAME) == "running" and answers():
                 return "started"
             time.sleep(0.5)
         raise podman.PodmanError(NAME, "start apt cache container", podman.container_logs(NAME))
+
+
+_ADDRESSES_FORMAT = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+
+
+def _addresses() -> list[str]:
+    proc = podman.run(
+        ["container", "inspect", "--format", _ADDRESSES_FORMAT, NAME],
+        subject=NAME,
+        action="inspect addresses",
+        check=False,
+    )
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def answers(timeout: float = 2.0) -> bool:
+    """The cache accepts connections on its port (the host reaches lab addresses over the bridge)."""
+    for address in _addresses():
+        try:
+            with socket.create_connection((address, images.APT_CACHE_PORT), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def attach(network: str) -> None:
