@@ -53,6 +53,9 @@ else
 fi
 """
 APT_PROXY_CONF = f'Acquire::http::Proxy-Auto-Detect "/{PROXY_DETECT_PATH}";\n'
+# Lab containers are thrown away, so dpkg need not fsync every unpacked file: package installs in the lab
+# (Molecule, make test) take ~20 % less time. Real servers keep dpkg's default.
+DPKG_UNSAFE_IO = "# schoolgate lab image only (throwaway containers): no fsync per file\nforce-unsafe-io\n"
 
 
 def cache_dir() -> Path:
@@ -109,6 +112,7 @@ def recipe_for(suite: str) -> Recipe:
     files = {
         "etc/apt/sources.list": (sources_list(suite, m), 0o644),
         "etc/apt/apt.conf.d/00schoolgate-lab-proxy": (APT_PROXY_CONF, 0o644),
+        "etc/dpkg/dpkg.cfg.d/schoolgate-lab-unsafe-io": (DPKG_UNSAFE_IO, 0o644),
         PROXY_DETECT_PATH: (PROXY_DETECT_SCRIPT, 0o755),
         # Empty machine-id: systemd generates a unique one per container at boot.
         "etc/machine-id": ("", 0o444),

@@ -18,6 +18,9 @@ LAB_VARS: tuple[str, ...] = (
     "schoolgate_lab=true",
     'base_chrony_servers=["provider"]',
     "base_chrony_server_type=server",
+    # Fail a school whose package download hangs (an apt cache connection dropped under load once held a
+    # whole fleet test for 50 min) well before the test's own timeout, instead of the production 30 min.
+    "base_apt_timeout_s=900",
     # A production site keeps this in Ansible Vault; the lab generates one per school on first use
     # (the password lookup writes it 0600 under the git-ignored lab/state/).
     "backup_repository_password=\"{{ lookup('ansible.builtin.password', inventory_dir ~ '/lab/state/secrets/"
