@@ -36,7 +36,7 @@ def _build_image(log: Callable[[str], None]) -> None:
     base = images.image_name("bookworm")
     podman.remove_container(BUILDER)
     script = (
-        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; "
+        "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq --error-on=any; "
         "apt-get install -y -qq --no-install-recommends apt-cacher-ng >/dev/null; "
         "cat > /etc/apt-cacher-ng/zz-schoolgate.conf; "
         "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
