@@ -64,7 +64,7 @@ def _fake_stages(monkeypatch, tmp_path, on_start):
         record(f"end {name}")
         return testrun.Result(name, 3, 0, 0.1, tmp_path / f"{name}.log")
 
-    def fake_molecule(names, jobs):
+    def fake_molecule(names, jobs, beside=None):
         record("start molecule")
         on_start("molecule", events)
         record("end molecule")
@@ -136,3 +136,59 @@ def test_lab_files_are_grouped_by_whether_they_use_the_converged_lab(monkeypatch
         "converged": ["tests/lab/test_a.py"],
         "isolated": ["tests/lab/test_b.py"],
     }
+
+
+def test_scenarios_longest_first_from_the_last_run_else_the_known_slow_ones(project: Path) -> None:
+    names = ["agent", "alpha", "backup", "base", "monitoring", "tls"]
+    assert testrun.longest_first(names) == ["backup", "monitoring", "agent", "base", "alpha", "tls"]
+    (project / "reports").mkdir()
+    testrun._record_durations(
+        [
+            testrun.Result("molecule:tls", 1, 0, 900.0, project / "t.log"),
+            testrun.Result("molecule:alpha", 1, 0, 5, project),
+        ]
+    )
+    assert testrun.longest_first(names) == ["tls", "alpha", "backup", "monitoring", "agent", "base"]
+
+
+def test_one_more_scenario_at_a_time_once_the_lab_beside_is_done(project: Path, monkeypatch) -> None:
+    from concurrent.futures import Future
+
+    lock = threading.Lock()
+    running = {"now": 0}
+    gate = threading.Semaphore(0)
+
+    def fake_run(cmd, log, timeout=None):
+        if cmd[0] != "molecule":
+            return 0
+        with lock:
+            running["now"] += 1
+        gate.acquire()
+        with lock:
+            running["now"] -= 1
+        return 0
+
+    def wait_running(count: int) -> bool:
+        deadline = time.monotonic() + 5
+        while running["now"] != count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    monkeypatch.setattr(testrun, "_run", fake_run)
+    monkeypatch.setattr(testrun, "_print", lambda res: None)
+    beside: Future = Future()
+    names = [f"s{i}" for i in range(6)]
+    out: list = []
+    worker = threading.Thread(target=lambda: out.extend(testrun.stage_molecule(names, 2, beside=beside)))
+    worker.start()
+    assert wait_running(2)
+    time.sleep(0.2)
+    assert running["now"] == 2, "a third scenario started while the lab ran beside"
+    beside.set_result([])
+    assert wait_running(3), "no third scenario after the lab finished"
+    while worker.is_alive():
+        gate.release()
+        worker.join(0.05)
+    assert [r.name for r in out] == [f"molecule:{n}" for n in names] and all(r.passed for r in out)
