@@ -65,6 +65,111 @@ display = Display()
 
 NAMESPACES = ("--mount", "--uts", "--ipc", "--net", "--pid")
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "schoolgate-nsenter-%d" % os.getuid())
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The functions below are plain Python (no Ansible objects) so the lab's testinfra backend
+# (schoolgate.lab.nsenter_testinfra) enters containers the same way.
+
+
+class NsenterError(Exception):
+    """The container cannot be entered (not found, not running, podman missing, not root)."""
+
+
+def _inspect(name: str, podman_executable: str) -> dict:
+    podman = shutil.which(podman_executable)
+    if not podman:
+        raise NsenterError("podman_nsenter: %s not found in PATH" % podman_executable)
+    proc = subprocess.run(
+        [
+            podman,
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{.State.Pid}} {{.Id}} {{.State.Status}}",
+            name,
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise NsenterError(
+            "podman_nsenter: container %s not found: %s" % (name, to_native(proc.stderr).strip()[-500:])
+        )
+    pid, cid, status = to_native(proc.stdout).split()
+    if status != "running" or int(pid) <= 0:
+        raise NsenterError("podman_nsenter: container %s is %s, not running" % (name, status))
+    return {"pid": int(pid), "id": cid}
+
+
+def cgroup_procs(pid: int, cid: str) -> list[str] | None:
+    """cgroup.procs files of the container (every hierarchy), or None if pid is not that container's."""
+    try:
+        with open("/proc/%d/cgroup" % pid, encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    if not any(cid in line for line in lines):
+        return None
+    procs = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        path = re.sub(r"/init\.scope$", "", path)  # podman exec joins the container's cgroup, not init's
+        if controllers == "":
+            base = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+        else:
+            base = "/sys/fs/cgroup/" + controllers.replace("name=", "")
+        candidate = base + path + "/cgroup.procs"
+        if os.path.exists(candidate):
+            procs.append(candidate)
+    return procs
+
+
+def find_target(name: str, podman_executable: str = "podman") -> tuple[int, list[str]]:
+    """(init pid, cgroup.procs files) of a running container. Cached per name across processes; the cache is
+    checked against the process's cgroup before every use, so a re-created container is looked up again."""
+    if os.geteuid() != 0:
+        raise NsenterError("podman_nsenter needs root on the controller (rootful podman lab)")
+    os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
+    cache = os.path.join(CACHE_DIR, re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".json")
+    with open(cache + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = None
+        try:
+            with open(cache, encoding="utf-8") as fh:
+                found = json.load(fh)
+        except (OSError, ValueError):
+            pass
+        procs = cgroup_procs(found["pid"], found["id"]) if found else None
+        if procs is None:
+            found = _inspect(name, podman_executable)
+            procs = cgroup_procs(found["pid"], found["id"])
+            if procs is None:
+                raise NsenterError("podman_nsenter: process %d is not in container %s" % (found["pid"], name))
+            tmp = cache + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(found, fh)
+            os.replace(tmp, cache)
+    return found["pid"], procs
+
+
+def nsenter_argv(
+    target: tuple[int, list[str]], argv: list[str], container_path: str = CONTAINER_PATH
+) -> list[str]:
+    """Host-side shell joins the container's cgroups, then nsenter runs argv inside with a clean env."""
+    pid, procs = target
+    join = "".join("{ echo $$ > %s; } 2>/dev/null; " % shlex.quote(p) for p in procs)
+    env = [
+        "/usr/bin/env",
+        "-i",
+        "PATH=" + container_path,
+        "HOME=/root",
+        "USER=root",
+        "LOGNAME=root",
+        "container=podman",
+    ]
+    enter = ["nsenter", "--target", str(pid), *NAMESPACES, "--root", "--wd", "--"]
+    return ["/bin/sh", "-c", join + "exec " + " ".join(shlex.quote(a) for a in enter + env + argv)]
 
 
 class Connection(ConnectionBase):
@@ -78,111 +183,24 @@ class Connection(ConnectionBase):
         super().__init__(play_context, new_stdin, *args, **kwargs)
         self._target: tuple[int, list[str]] | None = None
 
-    # -- the container's init process ---------------------------------------------------------------------
-
     def _container(self) -> str:
         return to_native(self.get_option("remote_addr"))
-
-    def _inspect(self, name: str) -> dict:
-        podman = shutil.which(self.get_option("podman_executable"))
-        if not podman:
-            raise AnsibleError("podman_nsenter: %s not found in PATH" % self.get_option("podman_executable"))
-        proc = subprocess.run(
-            [
-                podman,
-                "inspect",
-                "--type",
-                "container",
-                "--format",
-                "{{.State.Pid}} {{.Id}} {{.State.Status}}",
-                name,
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise AnsibleConnectionFailure(
-                "podman_nsenter: container %s not found: %s" % (name, to_native(proc.stderr).strip()[-500:])
-            )
-        pid, cid, status = to_native(proc.stdout).split()
-        if status != "running" or int(pid) <= 0:
-            raise AnsibleConnectionFailure("podman_nsenter: container %s is %s, not running" % (name, status))
-        return {"pid": int(pid), "id": cid}
-
-    @staticmethod
-    def _cgroup_procs(pid: int, cid: str) -> list[str] | None:
-        """cgroup.procs files of the container (every hierarchy), or None if pid is not that container's."""
-        try:
-            with open("/proc/%d/cgroup" % pid, encoding="ascii") as fh:
-                lines = fh.read().splitlines()
-        except OSError:
-            return None
-        if not any(cid in line for line in lines):
-            return None
-        procs = []
-        for line in lines:
-            _, controllers, path = line.split(":", 2)
-            path = re.sub(r"/init\.scope$", "", path)  # podman exec joins the container's cgroup, not init's
-            if controllers == "":
-                base = (
-                    "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
-                )
-            else:
-                base = "/sys/fs/cgroup/" + controllers.replace("name=", "")
-            candidate = base + path + "/cgroup.procs"
-            if os.path.exists(candidate):
-                procs.append(candidate)
-        return procs
 
     def _connect(self) -> Connection:
         if self._connected and self._target:
             return self
-        if os.geteuid() != 0:
-            raise AnsibleError("podman_nsenter needs root on the controller (rootful podman lab)")
         name = self._container()
-        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
-        cache = os.path.join(CACHE_DIR, re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".json")
-        with open(cache + ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            found = None
-            try:
-                with open(cache, encoding="utf-8") as fh:
-                    found = json.load(fh)
-            except (OSError, ValueError):
-                pass
-            procs = self._cgroup_procs(found["pid"], found["id"]) if found else None
-            if procs is None:
-                found = self._inspect(name)
-                procs = self._cgroup_procs(found["pid"], found["id"])
-                if procs is None:
-                    raise AnsibleConnectionFailure(
-                        "podman_nsenter: process %d is not in container %s" % (found["pid"], name)
-                    )
-                tmp = cache + ".tmp"
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    json.dump(found, fh)
-                os.replace(tmp, cache)
-        self._target = (found["pid"], procs)
-        display.vvv("NSENTER container %s (init pid %d)" % (name, found["pid"]), host=name)
+        try:
+            self._target = find_target(name, self.get_option("podman_executable"))
+        except NsenterError as exc:
+            raise AnsibleConnectionFailure(str(exc)) from exc
+        display.vvv("NSENTER container %s (init pid %d)" % (name, self._target[0]), host=name)
         self._connected = True
         return self
 
     def _argv(self, argv: list[str]) -> list[bytes]:
-        """Host-side shell joins the container's cgroups, then nsenter runs argv inside with a clean env."""
-        pid, procs = self._target
-        join = "".join("{ echo $$ > %s; } 2>/dev/null; " % shlex.quote(p) for p in procs)
-        env = [
-            "/usr/bin/env",
-            "-i",
-            "PATH=" + self.get_option("container_path"),
-            "HOME=/root",
-            "USER=root",
-            "LOGNAME=root",
-            "container=podman",
-        ]
-        enter = ["nsenter", "--target", str(pid), *NAMESPACES, "--root", "--wd", "--"]
-        script = join + "exec " + " ".join(shlex.quote(a) for a in enter + env + argv)
-        return [to_bytes(a, errors="surrogate_or_strict") for a in ["/bin/sh", "-c", script]]
+        script = nsenter_argv(self._target, argv, self.get_option("container_path"))
+        return [to_bytes(a, errors="surrogate_or_strict") for a in script]
 
     # -- ConnectionBase -----------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Molecule hands testinfra the scenario inventory, whose hosts use the project's p
 (connection_plugins/). testinfra does not know that connection and falls back to one `ansible` run per
 command (seconds each); talk to the same containers with testinfra's native podman backend instead
 (`podman exec`), which is the same host, just ~20x faster. `host.backend.get_hostname()` still returns the
-inventory/container name.
+inventory/container name. As root (the lab), `podman://` hosts are entered with nsenter like the Ansible
+connection does (schoolgate.lab.testinfra_backend), not with a `podman exec` per command.
 """
 
 import os
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from schoolgate.lab import testinfra_backend
+
 os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).resolve().parents[1] / "lab" / "containers.conf"))
+testinfra_backend.install()
 
 
 @pytest.fixture(scope="module")

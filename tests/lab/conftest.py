@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate.lab import cli as lab_cli
-from schoolgate.lab import hosts, images, podman, site, testrun, topology
+from schoolgate.lab import hosts, images, nsenter, podman, site, testrun, topology
 from schoolgate.lab.topology import LabHost
 
 
@@ -56,7 +56,11 @@ def lab_host(lab_ready: None) -> Iterator[Callable[..., str]]:
 
 
 def podman_exec(name: str, *cmd: str) -> tuple[int, str]:
-    proc = podman.run(["exec", name, *cmd], subject=name, action="exec", check=False)
+    """A command in a lab container: nsenter like the Ansible connection (cheap), else `podman exec`."""
+    if nsenter.available():
+        proc = nsenter.run(name, list(cmd), capture_output=True, text=True, errors="replace")
+    else:
+        proc = podman.run(["exec", name, *cmd], subject=name, action="exec", check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from schoolgate.lab import hosts, podman
+from schoolgate.lab import hosts, nsenter, podman
 from schoolgate.lab.topology import LabHost
 
 from .conftest import podman_exec
@@ -46,3 +46,23 @@ def test_hosts_resolve_each_other_by_name(lab_host):
     lab_host("e2e-lab-dns-b")
     rc, out = podman_exec(a, "getent", "hosts", "e2e-lab-dns-b")
     assert rc == 0 and "e2e-lab-dns-b" in out
+
+
+def test_nsenter_is_the_same_container_as_podman_exec(lab_host):
+    """Lab tests and testinfra verifiers enter containers with nsenter (schoolgate.lab.nsenter): same
+    filesystem, hostname, network, PID namespace and cgroup as `podman exec`, and a re-created container
+    (new init PID) is found again."""
+    name = lab_host("e2e-lab-nsenter")
+    probe = "hostname; id -u; readlink /proc/1/exe; cat /etc/machine-id; cut -f1-3 /proc/net/route"
+    via_podman = podman.run(["exec", name, "sh", "-c", probe], subject=name, action="exec").stdout
+    via_nsenter = nsenter.run(name, ["sh", "-c", probe], capture_output=True, text=True)
+    assert via_nsenter.returncode == 0 and via_nsenter.stdout == via_podman
+    cgroup = nsenter.run(name, ["cat", "/proc/self/cgroup"], capture_output=True, text=True).stdout
+    cid = podman.run(["inspect", "--format", "{{.Id}}", name], subject=name, action="inspect").stdout.strip()
+    assert cid in cgroup
+    assert nsenter.run(name, ["sh", "-c", "exit 7"]).returncode == 7
+    podman.run(["stop", "--time", "1", name], subject=name, action="stop")
+    with pytest.raises(podman.PodmanError, match="not running"):
+        nsenter.run(name, ["true"])
+    hosts.start_host(LabHost(name, "test", "bookworm"), label="test")
+    assert nsenter.run(name, ["sh", "-c", probe], capture_output=True, text=True).stdout.split()[0] == name
