@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate.lab import cli as lab_cli
-from schoolgate.lab import podman, site, topology
+from schoolgate.lab import nsenter, podman, site, topology
 
 NS = "flt"
 SCHOOLS = 10  # all roll out; afterwards school-009 plays the regional center and school-010 a NAT school
@@ -46,8 +46,11 @@ def run(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
 
 
 def exec_(host: str, script: str) -> subprocess.CompletedProcess[str]:
+    container = topology.container_name(host, NS)
+    if nsenter.available():
+        return nsenter.run(container, ["sh", "-c", script], capture_output=True, text=True, timeout=300)
     return subprocess.run(
-        ["podman", "exec", topology.container_name(host, NS), "sh", "-c", script],
+        ["podman", "exec", container, "sh", "-c", script],
         env=_env(),
         capture_output=True,
         text=True,
