@@ -308,10 +308,10 @@ def _print(res: Result) -> None:
 def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] | None) -> list[Result]:
     """Run the stages in order, with two overlaps that keep `make test` within the CI budget on two cores.
 
-    The lab's quiet group (images, the converge of the test lab, the load-measuring tests) starts at once,
-    beside the lint stages and the unit tests, which keep only one core busy. The rest of the lab starts with
-    the Molecule scenarios, after the quiet group: both spend much of their time waiting on containers,
-    systemd and timers.
+    The lab's quiet group (images, the converge of the test lab, the load-measuring tests) and the unit
+    tests start at once, beside the lint stages (each of those keeps about one core busy). The rest of the
+    lab starts with the Molecule scenarios, after the quiet group: both spend much of their time waiting on
+    containers, systemd and timers.
     """
     REPORTS.mkdir(exist_ok=True)
     results: list[Result] = []
@@ -321,27 +321,33 @@ def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] |
         "yamllint": lambda: _check("yamllint", ["yamllint", "."]),
         "ansible-lint": lambda: _check("ansible-lint", ["ansible-lint", "--profile", "production"]),
         "syntax": stage_syntax,
-        "unit": lambda: stage_pytest("unit", ["tests/unit"]),
     }
     lab = "lab" in stages
     rest = ["converged", "isolated"]
-    with ThreadPoolExecutor(max_workers=1) as quiet_pool, ThreadPoolExecutor(max_workers=1) as rest_pool:
-        quiet = quiet_pool.submit(stage_lab_quiet) if lab else None
+    with ThreadPoolExecutor(max_workers=3) as side:
+        quiet = side.submit(stage_lab_quiet) if lab else None
+        unit = side.submit(stage_pytest, "unit", ["tests/unit"]) if "unit" in stages else None
         rest_future = None
+
+        def join_early() -> None:
+            nonlocal quiet, unit, rest_future
+            if unit is not None:
+                results.extend(_report(unit.result()))
+                unit = None
+            if quiet is not None:
+                results.extend(_report(quiet.result()))
+                quiet = None
+                rest_future = side.submit(stage_lab, rest)
+
         for stage in stages:
-            if stage == "lab":
+            if stage in ("lab", "unit"):
                 continue
             if stage == "molecule":
-                if quiet is not None:
-                    results += _report(quiet.result())
-                    quiet = None
-                    rest_future = rest_pool.submit(stage_lab, rest)
+                join_early()
                 results += stage_molecule(scenarios(only_scenarios), jobs, beside=rest_future)
                 continue
             results += _report(simple[stage]())
-        if quiet is not None:
-            results += _report(quiet.result())
-            rest_future = rest_pool.submit(stage_lab, rest)
+        join_early()
         if rest_future is not None:
             results += _report(rest_future.result())
     return results

@@ -105,9 +105,24 @@ def test_quiet_lab_beside_unit_then_rest_of_lab_beside_molecule(monkeypatch, tmp
             )
 
     events = _fake_stages(monkeypatch, tmp_path, on_start)
-    results = testrun.run_stages(["unit", "molecule", "lab"], 2, None)
-    assert [r.name for r in results] == ["unit", "lab-quiet", "molecule:x", "lab-converged", "lab-isolated"]
-    assert sum(r.passed for r in results) == 13
+
+    def fake_lint(name, cmd):
+        # Lint runs while the unit tests and the quiet lab group run.
+        assert _wait_for(events, "start unit") and _wait_for(events, "start lab-quiet"), "lint ran alone"
+        events.append(f"lint {name}")
+        return testrun.Result(name, 1, 0, 0.1, tmp_path / f"{name}.log")
+
+    monkeypatch.setattr(testrun, "_check", fake_lint)
+    results = testrun.run_stages(["ruff", "unit", "molecule", "lab"], 2, None)
+    assert [r.name for r in results] == [
+        "ruff",
+        "unit",
+        "lab-quiet",
+        "molecule:x",
+        "lab-converged",
+        "lab-isolated",
+    ]
+    assert sum(r.passed for r in results) == 14
     assert events.index("end lab-quiet") < events.index("start lab-converged")
 
 
