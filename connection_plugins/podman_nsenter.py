@@ -68,7 +68,7 @@ CACHE_DIR = os.path.join(tempfile.gettempdir(), "schoolgate-nsenter-%d" % os.get
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The functions below are plain Python (no Ansible objects) so the lab's testinfra backend
-# (schoolgate.lab.nsenter_testinfra) enters containers the same way.
+# and lab tests (schoolgate.lab.nsenter) enter containers the same way.
 
 
 class NsenterError(Exception):

@@ -47,16 +47,7 @@ def run(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
 
 def exec_(host: str, script: str) -> subprocess.CompletedProcess[str]:
     container = topology.container_name(host, NS)
-    if nsenter.available():
-        return nsenter.run(container, ["sh", "-c", script], capture_output=True, text=True, timeout=300)
-    return subprocess.run(
-        ["podman", "exec", container, "sh", "-c", script],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return nsenter.run_in(container, ["sh", "-c", script], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,7 @@ def ensure(log: Callable[[str], None] = print) -> str:
         if state == "running" and not rebuilt and answers():
             return "running"
         # Stale: exited, from an older image, or "running" in podman's records while its processes are gone
-        # (seen after the job that started it was killed; lab containers then silently went DIRECT).
+        # (seen in a lab: every container then silently went DIRECT to the mirror).
         podman.remove_container(NAME)
         store = images.cache_dir() / "apt-cacher-ng"
         store.mkdir(parents=True, exist_ok=True)

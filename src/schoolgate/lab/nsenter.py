@@ -4,7 +4,7 @@ does: enter the container's namespaces and cgroups with nsenter instead of a `po
 A `podman exec` starts podman, conmon and runc (~0.2 s of CPU, seconds on a loaded 2-core machine); testinfra
 verifiers and lab tests run thousands of commands, so `make test` spends minutes of CPU on them. The logic
 lives in the connection plugin; this module loads it from the project so there is one implementation.
-Root and rootful podman only (the lab); otherwise callers fall back to `podman exec`.
+Root and rootful podman only (the lab); `run_in` falls back to `podman exec` otherwise.
 """
 
 from __future__ import annotations
@@ -45,3 +45,11 @@ def run(container: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedP
     except mod.NsenterError as exc:
         raise podman.PodmanError(container, "enter", str(exc)) from exc
     return subprocess.run(mod.nsenter_argv(target, argv), check=False, **kwargs)
+
+
+def run_in(container: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+    """argv in the container: nsenter where the lab allows it (root), else `podman exec`."""
+    if available():
+        return run(container, argv, **kwargs)
+    podman_exec = ["podman", "exec", container, *argv]
+    return subprocess.run(podman_exec, env=podman.podman_env(), check=False, **kwargs)
