@@ -1,5 +1,8 @@
 """The lab brings up real systemd containers and reports failures by host name."""
 
+import os
+import subprocess
+
 import pytest
 
 from schoolgate.lab import hosts, nsenter, podman
@@ -66,3 +69,41 @@ def test_nsenter_is_the_same_container_as_podman_exec(lab_host):
         nsenter.run(name, ["true"])
     hosts.start_host(LabHost(name, "test", "bookworm"), label="test")
     assert nsenter.run(name, ["sh", "-c", probe], capture_output=True, text=True).stdout.split()[0] == name
+
+
+@pytest.mark.parametrize("suite", ["bookworm", "trixie"])
+def test_ansible_payloads_compile_once_per_host(lab_host, tmp_path, suite):
+    """The lab images' code cache (schoolgate.lab.zipcode) serves real Ansible modules on both releases:
+    the first module run fills it, the next ones reuse it and still work."""
+    name = lab_host(f"e2e-lab-zipcode-{suite}", suite)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        f"{name} ansible_connection=podman_nsenter ansible_python_interpreter=/usr/bin/python3\n",
+        encoding="utf-8",
+    )
+
+    def module(args: str) -> str:
+        proc = subprocess.run(
+            ["ansible", name, "-i", str(inventory), "-m", "ansible.builtin.file", "-a", args],
+            cwd=podman.PROJECT_DIR,
+            env={**os.environ, "ANSIBLE_CONFIG": str(podman.PROJECT_DIR / "ansible.cfg")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def entries() -> list[str]:
+        rc, out = podman_exec(
+            name, "sh", "-c", "ls /var/cache/schoolgate-zipcode; stat -c %a /var/cache/schoolgate-zipcode"
+        )
+        assert rc == 0, out
+        return out.split()
+
+    module("path=/tmp/zipcode-probe state=directory mode=0755")
+    first = entries()
+    assert first[-1] == "700" and len(first) > 20, first  # basic.py and its imports, root-only
+    assert '"changed": false' in module("path=/tmp/zipcode-probe state=directory mode=0755")
+    assert entries() == first  # nothing compiled again
