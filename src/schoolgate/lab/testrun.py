@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -136,8 +137,8 @@ def lab_groups(lab_dir: Path | None = None) -> dict[str, list[str]]:
     """Lab test files in three groups.
 
     - `quiet`: files marked `pytest.mark.quiet_host` measure the host (the acceptance load verdict, p95 ≤ 2 s
-      at 200 clients); they run beside lint and unit tests only, never beside Molecule, whose converges would
-      be measured instead of the school.
+      at 200 clients); `make test` runs them last, alone: beside anything else (unit tests included: p95
+      2.75 s instead of 0.6 s) they would measure the neighbours instead of the school.
     - `converged`: the other tests on the shared converged lab (namespace t; one after another, each undoing
       its faults). The lab is converged once per run (by whichever group needs it first).
     - `isolated`: tests with hosts of their own (fleet namespace, bare hosts, local processes); they spend
@@ -168,10 +169,25 @@ def stage_lab(which: Sequence[str]) -> list[Result]:
         return [f.result() for f in futures]
 
 
-def stage_lab_quiet() -> list[Result]:
-    """Images first (Molecule needs them next, and building them here keeps it off the critical path)."""
-    _run(["schoolgate", "lab", "images"], REPORTS / "lab-images.log")
-    return stage_lab(["quiet"])
+IMAGES_LOG = "lab-images.log"
+
+
+def stage_lab_busy() -> list[Result]:
+    """The converged and isolated groups side by side, each as soon as the images it needs exist.
+
+    The converged group needs only the bookworm image and the apt cache; the trixie image (debootstrap,
+    mostly waiting on the mirror) is built meanwhile for the isolated group and Molecule.
+    """
+    _run(["schoolgate", "lab", "images", "--suite", "bookworm"], REPORTS / IMAGES_LOG)
+
+    def isolated() -> list[Result]:
+        _run(["schoolgate", "lab", "images"], REPORTS / IMAGES_LOG)
+        return stage_lab(["isolated"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        converged = pool.submit(stage_lab, ["converged"])
+        rest = pool.submit(isolated)
+        return converged.result() + rest.result()
 
 
 def scenarios(only: Sequence[str] | None = None) -> list[str]:
@@ -252,10 +268,11 @@ class Slots:
             self.widen(1)
 
 
-def stage_molecule(names: Sequence[str], jobs: int, beside: Future | None = None) -> list[Result]:
-    """Scenarios `jobs` at a time, one more once `beside` (the lab tests running meanwhile) is done:
-    a scenario alone keeps well under one core busy (systemd boots, handlers, verify waits)."""
-    slots = Slots(max(1, jobs))
+def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = ()) -> list[Result]:
+    """Scenarios `jobs` at a time beside one other stage; one fewer per further stage still running beside
+    them (`beside`: the unit tests, the lab tests), one more once each is done. A scenario alone keeps well
+    under one core busy (systemd boots, handlers, verify waits)."""
+    slots = Slots(max(1, jobs + 1 - len(beside)) if jobs > 1 else 1)
 
     def one(name: str) -> Result:
         reason = wip_reason(name)
@@ -285,10 +302,8 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Future | None = None
     # Build/reuse images once up front so parallel scenarios do not queue on the image lock.
     _run(["schoolgate", "lab", "images"], REPORTS / "lab-images.log")
     if jobs > 1:  # --jobs 1 asks for one at a time, always
-        if beside is None:
-            slots.widen(1)
-        else:
-            beside.add_done_callback(lambda _f: slots.widen(1))
+        for stage in beside:
+            stage.add_done_callback(lambda _f: slots.widen(1))
     ordered = longest_first(names)
     with ThreadPoolExecutor(max_workers=max(1, jobs) + 1) as pool:
         by_name = dict(zip(ordered, pool.map(one, ordered), strict=True))
@@ -308,12 +323,12 @@ def _print(res: Result) -> None:
 
 
 def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] | None) -> list[Result]:
-    """Run the stages in order, with two overlaps that keep `make test` within the CI budget on two cores.
+    """Run every stage, overlapped so that `make test` keeps both cores of a CI machine busy:
 
-    The lab's quiet group (images, the converge of the test lab, the load-measuring tests) and the unit
-    tests start at once, beside the lint stages (each of those keeps about one core busy). The rest of the
-    lab starts with the Molecule scenarios, after the quiet group: both spend much of their time waiting on
-    containers, systemd and timers.
+    - from the start, beside the lint stages: the unit tests, and the lab's images followed by its
+      converged and isolated groups (stage_lab_busy);
+    - after the lint stages: the Molecule scenarios, more of them at once as the others finish;
+    - last and alone: the lab's quiet group (load verdicts measure the host, not its neighbours).
     """
     REPORTS.mkdir(exist_ok=True)
     results: list[Result] = []
@@ -325,33 +340,27 @@ def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] |
         "syntax": stage_syntax,
     }
     lab = "lab" in stages
-    rest = ["converged", "isolated"]
-    with ThreadPoolExecutor(max_workers=3) as side:
-        quiet = side.submit(stage_lab_quiet) if lab else None
-        unit = side.submit(stage_pytest, "unit", ["tests/unit"]) if "unit" in stages else None
-        rest_future = None
-
-        def join_early() -> None:
-            nonlocal quiet, unit, rest_future
-            if unit is not None:
-                results.extend(_report(unit.result()))
-                unit = None
-            if quiet is not None:
-                results.extend(_report(quiet.result()))
-                quiet = None
-                rest_future = side.submit(stage_lab, rest)
-
+    side_stages: list[Future] = []
+    with ThreadPoolExecutor(max_workers=2) as side:
+        if "unit" in stages:
+            side_stages.append(side.submit(stage_pytest, "unit", ["tests/unit"]))
+        if lab:
+            side_stages.append(side.submit(stage_lab_busy))
+        for stage in side_stages:
+            # Shown when done, not when the main thread gets round to them.
+            stage.add_done_callback(lambda f: _report(f.result()) if f.exception() is None else None)
         for stage in stages:
             if stage in ("lab", "unit"):
                 continue
             if stage == "molecule":
-                join_early()
-                results += stage_molecule(scenarios(only_scenarios), jobs, beside=rest_future)
+                results += stage_molecule(scenarios(only_scenarios), jobs, beside=side_stages)
                 continue
             results += _report(simple[stage]())
-        join_early()
-        if rest_future is not None:
-            results += _report(rest_future.result())
+        for stage in side_stages:
+            outcome = stage.result()
+            results += outcome if isinstance(outcome, list) else [outcome]
+    if lab:
+        results += _report(stage_lab(["quiet"]))
     return results
 
 
@@ -360,6 +369,47 @@ def _report(outcome: Result | list[Result]) -> list[Result]:
     for res in found:
         _print(res)
     return found
+
+
+# What a failing stage's log says first, by kind: pytest's summary lines, Ansible's failed tasks, a stage's
+# timeout, then the assertion or error text. CI shows only the end of `make test`'s output, so these are
+# printed there; without them a failure on the CI machine cannot be told from its summary line.
+_EXCERPT_KINDS = (
+    (re.compile(r"^(FAILED|ERROR) "), 6),
+    (re.compile(r"(fatal|failed): \[[^\]]+\]"), 4),
+    (re.compile(r"TIMEOUT after|Timeout|timed out", re.IGNORECASE), 2),
+    (re.compile(r"^E {3,}\S"), 6),
+)
+EXCERPT_WIDTH = 300
+
+
+def failure_excerpt(log: Path, limit: int = 14) -> list[str]:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        return [f"(log unreadable: {exc})"]
+    picked: list[str] = []
+    for pattern, cap in _EXCERPT_KINDS:
+        found = 0
+        for line in lines:
+            if found == cap or len(picked) == limit:
+                break
+            text = line.strip()[:EXCERPT_WIDTH]
+            if pattern.search(line) and text not in picked:
+                picked.append(text)
+                found += 1
+    return picked or [line.strip()[:EXCERPT_WIDTH] for line in lines[-5:]]
+
+
+def print_failures(results: Sequence[Result]) -> None:
+    failed = [r for r in results if r.failed]
+    if not failed:
+        return
+    print("failures (first lines from each failing stage's log):", flush=True)
+    for res in failed:
+        print(f"  {res.name} ({res.log.relative_to(PROJECT)}):", flush=True)
+        for line in failure_excerpt(res.log):
+            print(f"    {line}", flush=True)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -371,6 +421,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     passed = sum(r.passed for r in results)
     failed = sum(r.failed for r in results)
     skipped = sum(r.skipped for r in results)
+    print_failures(results)
     print(f"logs: {REPORTS.relative_to(PROJECT)}/  total time {time.monotonic() - started:.0f}s", flush=True)
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""), flush=True)
     return 1 if failed else 0

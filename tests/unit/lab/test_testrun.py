@@ -64,7 +64,7 @@ def _fake_stages(monkeypatch, tmp_path, on_start):
         record(f"end {name}")
         return testrun.Result(name, 3, 0, 0.1, tmp_path / f"{name}.log")
 
-    def fake_molecule(names, jobs, beside=None):
+    def fake_molecule(names, jobs, beside=()):
         record("start molecule")
         on_start("molecule", events)
         record("end molecule")
@@ -91,49 +91,64 @@ def _wait_for(events, event: str) -> bool:
     return True
 
 
-def test_quiet_lab_beside_unit_then_rest_of_lab_beside_molecule(monkeypatch, tmp_path):
+def test_unit_and_lab_beside_lint_molecule_after_lint_quiet_group_last_and_alone(monkeypatch, tmp_path):
     def on_start(name, events):
-        if name == "unit":
-            assert _wait_for(events, "start lab-quiet"), (
-                "the quiet lab group did not start beside the unit tests"
-            )
         if name == "molecule":
-            # The load-measuring tests must be finished before any Molecule converge competes for the CPU.
-            assert "end lab-quiet" in events, "Molecule started while the quiet lab group ran"
-            assert _wait_for(events, "start lab-converged") and _wait_for(events, "start lab-isolated"), (
-                "the rest of the lab did not start beside Molecule"
-            )
+            assert "lint syntax" in events, "Molecule started before the lint stages were done"
+            assert "start lab-quiet" not in events
+        if name == "lab-quiet":
+            # The load verdict measures the host: nothing else may run (p95 2.75 s beside the unit tests).
+            for other in ("unit", "lab-converged", "lab-isolated", "molecule"):
+                assert f"end {other}" in events, f"the quiet lab group started while {other} ran"
 
     events = _fake_stages(monkeypatch, tmp_path, on_start)
 
     def fake_lint(name, cmd):
-        # Lint runs while the unit tests and the quiet lab group run.
-        assert _wait_for(events, "start unit") and _wait_for(events, "start lab-quiet"), "lint ran alone"
+        for other in ("start unit", "start lab-converged", "start lab-isolated"):
+            assert _wait_for(events, other), f"lint ran without {other.split()[1]} beside it"
         events.append(f"lint {name}")
         return testrun.Result(name, 1, 0, 0.1, tmp_path / f"{name}.log")
 
     monkeypatch.setattr(testrun, "_check", fake_lint)
-    results = testrun.run_stages(["ruff", "unit", "molecule", "lab"], 2, None)
+    monkeypatch.setattr(testrun, "stage_syntax", lambda: fake_lint("syntax", []))
+    results = testrun.run_stages(["ruff", "syntax", "unit", "molecule", "lab"], 2, None)
     assert [r.name for r in results] == [
         "ruff",
-        "unit",
-        "lab-quiet",
+        "syntax",
         "molecule:x",
+        "unit",
         "lab-converged",
         "lab-isolated",
+        "lab-quiet",
     ]
-    assert sum(r.passed for r in results) == 14
-    assert events.index("end lab-quiet") < events.index("start lab-converged")
+    assert sum(r.passed for r in results) == 15
 
 
-def test_lab_stage_alone_runs_the_quiet_group_first(monkeypatch, tmp_path):
+def test_lab_stage_alone_runs_the_quiet_group_last(monkeypatch, tmp_path):
     events = _fake_stages(monkeypatch, tmp_path, lambda name, events: None)
     results = testrun.run_stages(["lab"], 2, None)
-    assert [r.name for r in results] == ["lab-quiet", "lab-converged", "lab-isolated"]
-    assert events.index("end lab-quiet") < min(
-        events.index("start lab-converged"), events.index("start lab-isolated")
+    assert [r.name for r in results] == ["lab-converged", "lab-isolated", "lab-quiet"]
+    assert events.index("start lab-quiet") > max(
+        events.index("end lab-converged"), events.index("end lab-isolated")
     )
     assert "start molecule" not in events
+
+
+def test_converged_group_does_not_wait_for_the_trixie_image(monkeypatch, tmp_path):
+    """Only the isolated group (and Molecule) need trixie; its debootstrap must not delay the converge."""
+    events = _fake_stages(monkeypatch, tmp_path, lambda name, events: None)
+    trixie_built = threading.Event()
+
+    def fake_images(cmd, log, timeout=None):
+        if cmd[:3] == ["schoolgate", "lab", "images"] and "--suite" not in cmd:
+            assert _wait_for(events, "start lab-converged"), "the converged group waited for every image"
+            trixie_built.set()
+        return 0
+
+    monkeypatch.setattr(testrun, "_run", fake_images)
+    testrun.run_stages(["lab"], 2, None)
+    assert trixie_built.is_set()
+    assert events.index("start lab-isolated") > events.index("start lab-converged")
 
 
 def test_lab_files_are_grouped_by_whether_they_use_the_converged_lab(monkeypatch, tmp_path):
@@ -166,7 +181,7 @@ def test_scenarios_longest_first_from_the_last_run_else_the_known_slow_ones(proj
     assert testrun.longest_first(names) == ["tls", "alpha", "backup", "monitoring", "agent", "base"]
 
 
-def test_one_more_scenario_at_a_time_once_the_lab_beside_is_done(project: Path, monkeypatch) -> None:
+def test_one_more_scenario_at_a_time_as_each_stage_beside_finishes(project: Path, monkeypatch) -> None:
     from concurrent.futures import Future
 
     lock = threading.Lock()
@@ -193,17 +208,56 @@ def test_one_more_scenario_at_a_time_once_the_lab_beside_is_done(project: Path, 
 
     monkeypatch.setattr(testrun, "_run", fake_run)
     monkeypatch.setattr(testrun, "_print", lambda res: None)
-    beside: Future = Future()
+    unit: Future = Future()
+    lab: Future = Future()
     names = [f"s{i}" for i in range(6)]
     out: list = []
-    worker = threading.Thread(target=lambda: out.extend(testrun.stage_molecule(names, 2, beside=beside)))
+    worker = threading.Thread(target=lambda: out.extend(testrun.stage_molecule(names, 2, beside=[unit, lab])))
     worker.start()
-    assert wait_running(2)
+    assert wait_running(1)
+    time.sleep(0.2)
+    assert running["now"] == 1, "a second scenario started while the unit tests and the lab ran beside"
+    unit.set_result([])
+    assert wait_running(2), "no second scenario after the unit tests finished"
     time.sleep(0.2)
     assert running["now"] == 2, "a third scenario started while the lab ran beside"
-    beside.set_result([])
+    lab.set_result([])
     assert wait_running(3), "no third scenario after the lab finished"
     while worker.is_alive():
         gate.release()
         worker.join(0.05)
     assert [r.name for r in out] == [f"molecule:{n}" for n in names] and all(r.passed for r in out)
+
+
+def test_failure_excerpt_shows_what_failed_first(project: Path) -> None:
+    log = project / "lab-quiet.log"
+    log.write_text(
+        "tests/lab/test_acceptance.py FF\n"
+        "E       Failed: the test lab did not converge (exit 2):\n"
+        "E       TASK [agent : Service | wait for health] ****\n"
+        'E       fatal: [school-001]: FAILED! => {"msg": "agent did not answer within 120 s"}\n'
+        + "noise\n"
+        * 50
+        + "FAILED tests/lab/test_acceptance.py::test_integration - Failed: the test lab did not converge\n"
+        "FAILED tests/lab/test_acceptance.py::test_5xx - Failed: the test lab did not converge\n",
+        encoding="utf-8",
+    )
+    lines = testrun.failure_excerpt(log)
+    assert lines[:2] == [
+        "FAILED tests/lab/test_acceptance.py::test_integration - Failed: the test lab did not converge",
+        "FAILED tests/lab/test_acceptance.py::test_5xx - Failed: the test lab did not converge",
+    ]
+    assert any("agent did not answer within 120 s" in line for line in lines)
+    assert "noise" not in lines
+
+
+def test_failures_are_printed_before_the_summary(project: Path, capsys) -> None:
+    (project / "reports").mkdir()
+    log = project / "reports" / "syntax.log"
+    log.write_text("ERROR! the role 'nope' was not found\n", encoding="utf-8")
+    testrun.print_failures(
+        [testrun.Result("ruff", 1, 0, 1.0, project / "r.log"), testrun.Result("syntax", 0, 1, 1.0, log)]
+    )
+    out = capsys.readouterr().out
+    assert "syntax (reports/syntax.log):" in out and "ERROR! the role 'nope' was not found" in out
+    assert "ruff" not in out
