@@ -78,7 +78,7 @@ def ensure(log: Callable[[str], None] = print) -> str:
             _build_image(log)
             rebuilt = True
         state = podman.container_state(NAME)
-        if state == "running" and not rebuilt and answers():
+        if state == "running" and not rebuilt and _answers_soon():
             return "running"
         # Stale: exited, from an older image, or "running" in podman's records while its processes are gone
         # (seen in a lab: every container then silently went DIRECT to the mirror).
@@ -122,6 +122,21 @@ def _addresses() -> list[str]:
         check=False,
     )
     return proc.stdout.split() if proc.returncode == 0 else []
+
+
+# A busy machine can leave one probe unanswered; replacing the cache then would cut every download in
+# flight (other scenarios and lab groups use it at the same time), so it takes several misses in a row.
+PROBES = 3
+PROBE_PAUSE_S = 3.0
+
+
+def _answers_soon() -> bool:
+    for attempt in range(PROBES):
+        if attempt:
+            time.sleep(PROBE_PAUSE_S)
+        if answers():
+            return True
+    return False
 
 
 def answers(timeout: float = 2.0) -> bool:

@@ -30,10 +30,19 @@ def test_a_running_cache_that_answers_is_kept(fake_podman, monkeypatch):
 
 
 def test_a_running_cache_that_does_not_answer_is_replaced(fake_podman, monkeypatch):
-    answered = iter([False, True])
+    answered = iter([False, False, False, True])
+    monkeypatch.setattr(aptcache, "PROBE_PAUSE_S", 0.0)
     monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: next(answered))
     assert aptcache.ensure(log=lambda _m: None) == "started"
     assert fake_podman == [f"remove {aptcache.NAME}", "run -d"]
+
+
+def test_one_missed_probe_does_not_replace_a_cache_in_use(fake_podman, monkeypatch):
+    answered = iter([False, True])
+    monkeypatch.setattr(aptcache, "PROBE_PAUSE_S", 0.0)
+    monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: next(answered))
+    assert aptcache.ensure(log=lambda _m: None) == "running"
+    assert fake_podman == []
 
 
 def test_answers_probes_the_containers_addresses(monkeypatch):
