@@ -26,7 +26,7 @@ def _admin(request: web.Request) -> None:
 
 async def get_faults(request: web.Request) -> web.Response:
     _admin(request)
-    return ok(ctx(request).faults.config.to_json())
+    return ok(ctx(request).faults.state())
 
 
 async def set_faults(request: web.Request) -> web.Response:
@@ -35,16 +35,17 @@ async def set_faults(request: web.Request) -> web.Response:
         config = FaultConfig.from_json(await read_json(request))
     except FaultConfigError as exc:
         raise SimError(400, "invalid_request", "SIM-400", f"faults: {exc}") from exc
-    ctx(request).faults.configure(config)
-    log("faults.configured", **{k: v for k, v in config.to_json().items() if k != "paths"})
-    return ok(config.to_json())
+    faults = ctx(request).faults
+    faults.configure(config)
+    log("faults.configured", **{k: v for k, v in faults.state().items() if k != "paths"})
+    return ok(faults.state())
 
 
 async def clear_faults(request: web.Request) -> web.Response:
     _admin(request)
     ctx(request).faults.reset()
     log("faults.cleared")
-    return ok(ctx(request).faults.config.to_json())
+    return ok(ctx(request).faults.state())
 
 
 async def rotate_esia(request: web.Request) -> web.Response:

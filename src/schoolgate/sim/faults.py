@@ -32,6 +32,9 @@ class FaultConfig:
     rate_drop: float = 0.0
     expire_tokens: bool = False
     maintenance_until: float = 0.0
+    # The next N faultable requests answer status_5xx, whatever the clock: a test of retries that does not
+    # depend on how fast the client reaches the simulator (a time window does, on a busy machine).
+    fail_first: int = 0
     paths: list[str] = field(default_factory=lambda: list(DEFAULT_PATHS))
 
     @classmethod
@@ -43,7 +46,7 @@ class FaultConfig:
         if unknown:
             raise FaultConfigError(f"unknown fields: {', '.join(unknown)}")
         cfg = cls()
-        for name in ("seed", "latency_ms", "latency_jitter_ms", "retry_after_s", "status_5xx"):
+        for name in ("seed", "latency_ms", "latency_jitter_ms", "retry_after_s", "status_5xx", "fail_first"):
             if name in data:
                 value = data[name]
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 2**31:
@@ -51,6 +54,8 @@ class FaultConfig:
                 setattr(cfg, name, value)
         if cfg.latency_ms > 60_000 or cfg.latency_jitter_ms > 60_000:
             raise FaultConfigError("latency_ms and latency_jitter_ms must be at most 60000")
+        if cfg.fail_first > 1_000_000:
+            raise FaultConfigError("fail_first must be at most 1000000")
         if not 500 <= cfg.status_5xx <= 599:
             raise FaultConfigError("status_5xx must be between 500 and 599")
         for name in ("rate_429", "rate_5xx", "rate_drop"):
@@ -77,8 +82,9 @@ class FaultConfig:
             cfg.paths = paths
         return cfg
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, fail_first_left: int | None = None) -> dict[str, Any]:
         data = asdict(self)
+        data["fail_first_remaining"] = self.fail_first if fail_first_left is None else fail_first_left
         data["maintenance_remaining_s"] = max(0.0, round(self.maintenance_until - time.time(), 3))
         return data
 
@@ -94,10 +100,15 @@ class FaultInjector:
     def __init__(self) -> None:
         self.config = FaultConfig()
         self.rng = random.Random(0)  # noqa: S311 - determinism is the point
+        self.fail_first_left = 0
 
     def configure(self, config: FaultConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)  # noqa: S311 - determinism is the point
+        self.fail_first_left = config.fail_first
+
+    def state(self) -> dict[str, Any]:
+        return self.config.to_json(self.fail_first_left)
 
     def reset(self) -> None:
         self.configure(FaultConfig())
@@ -111,6 +122,10 @@ class FaultInjector:
         cfg = self.config
         if not self.applies(path):
             return Decision()
+        if self.fail_first_left > 0:
+            # Decided in the event loop's thread: the count needs no lock.
+            self.fail_first_left -= 1
+            return Decision(kind="5xx")
         now = time.time()
         if cfg.maintenance_until > now:
             return Decision(

@@ -79,8 +79,11 @@ def test_wrong_access_code_is_a_clear_failure(sim, certs, etc, tmp_path):
 
 
 def test_503_for_a_while_is_retried_then_succeeds(sim, access_code, certs, etc, tmp_path):
+    # A count, not a time window: on a busy machine an 8-second window was over before the first request.
     r = requests.put(
-        sim.base + "/admin/v1/faults", json={"maintenance_s": 8, "paths": ["/cabinet/"]}, timeout=10
+        sim.base + "/admin/v1/faults",
+        json={"fail_first": 3, "status_5xx": 503, "paths": ["/cabinet/"]},
+        timeout=10,
     )
     assert r.status_code == 200
     v = role_vars(
@@ -89,7 +92,7 @@ def test_503_for_a_while_is_retried_then_succeeds(sim, access_code, certs, etc, 
     run = run_playbook(PLAY, v, tmp_path)
     assert run.rc == 0, run.output[-3000:]
     retries = re.search(r"Повторы запросов: (\d+)", run.stdout)
-    assert retries and int(retries.group(1)) > 0, run.stdout[-2000:]
+    assert retries and int(retries.group(1)) >= 3, run.stdout[-2000:]
     assert (etc / "provider-token").exists()
 
 

@@ -58,6 +58,14 @@ def test_latency_and_path_filter(base):
     assert fast.elapsed.total_seconds() < 0.3
 
 
+def test_fail_first_answers_the_next_requests_with_5xx_then_recovers(base):
+    state = _faults(base, fail_first=2, status_5xx=502, paths=["/region/"])
+    assert state["fail_first"] == 2 and state["fail_first_remaining"] == 2
+    assert requests.get(base + "/healthz").status_code == 200  # not faultable: does not count
+    assert [requests.get(base + REQ).status_code for _ in range(3)] == [502, 502, 200]
+    assert requests.get(base + "/admin/v1/faults").json()["fail_first_remaining"] == 0
+
+
 def test_maintenance_window(base):
     _faults(base, maintenance_s=30)
     resp = requests.get(base + REQ)
@@ -90,6 +98,9 @@ def test_expired_tokens_fault(base, service_token):
         {"paths": "/x"},
         {"expire_tokens": 1},
         {"maintenance_s": 10**9},
+        {"fail_first": -1},
+        {"fail_first": 10**7},
+        {"fail_first": True},
     ],
 )
 def test_fault_config_validation(base, cfg):
