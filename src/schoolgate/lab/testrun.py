@@ -28,6 +28,17 @@ STAGES = ("ruff", "yamllint", "ansible-lint", "syntax", "unit", "molecule", "lab
 # A hung scenario fails instead of holding the suite; the longest ones take 23 min beside the lab tests on a
 # 2-core machine (backup: 1372 s), so 30 min left too little room on a slower CI machine.
 MOLECULE_TIMEOUT_S = 45 * 60
+# CPU priority (nice) per stage. The lab groups are the longest chains of work that must run one after
+# another (converge, then each test on the same lab); Molecule scenarios and the unit tests can soak up
+# whatever CPU those leave. On a 2-core machine at equal priority everything stretched alike and the lab
+# chain alone came near the 60-minute budget.
+NICE_LINT = 5
+NICE_UNIT = 5
+NICE_MOLECULE = 10
+
+
+def _niced(level: int, cmd: Sequence[str]) -> list[str]:
+    return ["nice", "-n", str(level), *cmd] if level > 0 else list(cmd)
 
 
 @dataclass
@@ -75,7 +86,7 @@ def _check(name: str, cmd: Sequence[str]) -> Result:
     log = REPORTS / f"{name}.log"
     log.unlink(missing_ok=True)
     started = time.monotonic()
-    rc = _run(cmd, log)
+    rc = _run(_niced(NICE_LINT, cmd), log)
     ok = rc == 0
     return Result(name, int(ok), int(not ok), time.monotonic() - started, log)
 
@@ -93,7 +104,8 @@ def stage_syntax() -> Result:
     bad = [
         pb.name
         for pb in playbooks()
-        if _run(["ansible-playbook", "--syntax-check", "-i", str(inventory), str(pb)], log) != 0
+        if _run(_niced(NICE_LINT, ["ansible-playbook", "--syntax-check", "-i", str(inventory), str(pb)]), log)
+        != 0
     ]
     return Result(
         "syntax",
@@ -105,13 +117,13 @@ def stage_syntax() -> Result:
     )
 
 
-def stage_pytest(name: str, args: Sequence[str]) -> Result:
+def stage_pytest(name: str, args: Sequence[str], nice: int = 0) -> Result:
     log = REPORTS / f"{name}.log"
     log.unlink(missing_ok=True)
     junit = REPORTS / f"{name}.xml"
     junit.unlink(missing_ok=True)
     started = time.monotonic()
-    rc = _run(["pytest", "-p", "no:cacheprovider", f"--junitxml={junit}", *args], log)
+    rc = _run(_niced(nice, ["pytest", "-p", "no:cacheprovider", f"--junitxml={junit}", *args]), log)
     secs = time.monotonic() - started
     if rc == 5:  # pytest: no tests collected
         return Result(name, 0, 0, secs, log, "no tests")
@@ -292,7 +304,9 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = (
             log = REPORTS / f"molecule-{name}.log"
             log.unlink(missing_ok=True)
             started = time.monotonic()
-            rc = _run(["molecule", "test", "-s", name], log, timeout=MOLECULE_TIMEOUT_S)
+            rc = _run(
+                _niced(NICE_MOLECULE, ["molecule", "test", "-s", name]), log, timeout=MOLECULE_TIMEOUT_S
+            )
             res = Result(f"molecule:{name}", int(rc == 0), int(rc != 0), time.monotonic() - started, log)
         _print(res)
         return res
@@ -343,7 +357,7 @@ def run_stages(stages: Sequence[str], jobs: int, only_scenarios: Sequence[str] |
     side_stages: list[Future] = []
     with ThreadPoolExecutor(max_workers=2) as side:
         if "unit" in stages:
-            side_stages.append(side.submit(stage_pytest, "unit", ["tests/unit"]))
+            side_stages.append(side.submit(stage_pytest, "unit", ["tests/unit"], NICE_UNIT))
         if lab:
             side_stages.append(side.submit(stage_lab_busy))
         for stage in side_stages:

@@ -45,7 +45,7 @@ def test_wip_scenario_is_skipped_not_run(project: Path, monkeypatch: pytest.Monk
     assert (beta.passed, beta.failed, beta.skipped) == (0, 0, 1)
     assert "not green yet" in beta.note
     assert not any("beta" in " ".join(cmd) for cmd in ran)
-    assert any(cmd[:3] == ["molecule", "test", "-s"] and cmd[3] == "alpha" for cmd in ran)
+    assert any(cmd[-4:] == ["molecule", "test", "-s", "alpha"] for cmd in ran)
 
 
 def _fake_stages(monkeypatch, tmp_path, on_start):
@@ -57,7 +57,7 @@ def _fake_stages(monkeypatch, tmp_path, on_start):
         with lock:
             events.append(event)
 
-    def fake_pytest(name, args):
+    def fake_pytest(name, args, nice=0):
         record(f"start {name}")
         on_start(name, events)
         time.sleep(0.05)
@@ -189,7 +189,7 @@ def test_one_more_scenario_at_a_time_as_each_stage_beside_finishes(project: Path
     gate = threading.Semaphore(0)
 
     def fake_run(cmd, log, timeout=None):
-        if cmd[0] != "molecule":
+        if "molecule" not in cmd:
             return 0
         with lock:
             running["now"] += 1
@@ -261,3 +261,24 @@ def test_failures_are_printed_before_the_summary(project: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "syntax (reports/syntax.log):" in out and "ERROR! the role 'nope' was not found" in out
     assert "ruff" not in out
+
+
+def test_lab_chains_get_the_cpu_first(monkeypatch, tmp_path):
+    """Molecule, unit tests and lint run niced; the lab groups (long serial chains) at normal priority."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(testrun, "PROJECT", tmp_path)
+    monkeypatch.setattr(testrun, "REPORTS", tmp_path / "reports")
+    monkeypatch.setattr(testrun, "_print", lambda res: None)
+    monkeypatch.setattr(testrun, "_run", lambda cmd, log, timeout=None: commands.append(list(cmd)) or 0)
+    monkeypatch.setattr(testrun, "lab_groups", lambda: {"converged": ["a.py"], "isolated": ["b.py"]})
+    (tmp_path / "molecule" / "alpha").mkdir(parents=True)
+    (tmp_path / "molecule" / "alpha" / "molecule.yml").write_text("---\n")
+    testrun.run_stages(["yamllint", "unit", "molecule", "lab"], 2, None)
+
+    def niceness(word: str) -> set[int]:
+        return {int(c[2]) if c[0] == "nice" else 0 for c in commands if word in c}
+
+    assert niceness("molecule") == {testrun.NICE_MOLECULE} and testrun.NICE_MOLECULE > 0
+    assert niceness("yamllint") == {testrun.NICE_LINT} and testrun.NICE_LINT > 0
+    assert niceness("tests/unit") == {testrun.NICE_UNIT} and testrun.NICE_UNIT > 0
+    assert niceness("a.py") == {0} and niceness("b.py") == {0}
