@@ -258,11 +258,16 @@ def _record_durations(results: Sequence[Result]) -> None:
 
 
 class Slots:
-    """How many scenarios may run at once; widened when the lab tests beside them have finished."""
+    """How many scenarios may run at once; widened when the stages beside them have finished.
+
+    Slots go out in ticket order (the order the scenarios were queued in, longest first): waiting threads
+    would otherwise wake in any order, and the longest scenario could start last and stretch the run.
+    """
 
     def __init__(self, count: int) -> None:
         self._free = count
         self._cond = threading.Condition()
+        self._next_ticket = 0
 
     def widen(self, by: int = 1) -> None:
         with self._cond:
@@ -270,10 +275,12 @@ class Slots:
             self._cond.notify_all()
 
     @contextlib.contextmanager
-    def taken(self) -> Iterator[None]:
+    def taken(self, ticket: int) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: self._free > 0)
+            self._cond.wait_for(lambda: self._free > 0 and self._next_ticket == ticket)
             self._free -= 1
+            self._next_ticket += 1
+            self._cond.notify_all()
         try:
             yield
         finally:
@@ -285,6 +292,9 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = (
     them (`beside`: the unit tests, the lab tests), one more once each is done. A scenario alone keeps well
     under one core busy (systemd boots, handlers, verify waits)."""
     slots = Slots(max(1, jobs + 1 - len(beside)) if jobs > 1 else 1)
+
+    ordered = longest_first(names)
+    runnable = [n for n in ordered if wip_reason(n) is None]  # one ticket each, in this order
 
     def one(name: str) -> Result:
         reason = wip_reason(name)
@@ -300,7 +310,7 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = (
             )
             _print(res)
             return res
-        with slots.taken():
+        with slots.taken(runnable.index(name)):
             log = REPORTS / f"molecule-{name}.log"
             log.unlink(missing_ok=True)
             started = time.monotonic()
@@ -318,7 +328,6 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = (
     if jobs > 1:  # --jobs 1 asks for one at a time, always
         for stage in beside:
             stage.add_done_callback(lambda _f: slots.widen(1))
-    ordered = longest_first(names)
     with ThreadPoolExecutor(max_workers=max(1, jobs) + 1) as pool:
         by_name = dict(zip(ordered, pool.map(one, ordered), strict=True))
     results = [by_name[n] for n in names]

@@ -282,3 +282,29 @@ def test_lab_chains_get_the_cpu_first(monkeypatch, tmp_path):
     assert niceness("yamllint") == {testrun.NICE_LINT} and testrun.NICE_LINT > 0
     assert niceness("tests/unit") == {testrun.NICE_UNIT} and testrun.NICE_UNIT > 0
     assert niceness("a.py") == {0} and niceness("b.py") == {0}
+
+
+def test_scenarios_start_in_queue_order_whichever_thread_wakes_first(project: Path, monkeypatch) -> None:
+    started: list[str] = []
+
+    def fake_run(cmd, log, timeout=None):
+        if "molecule" in cmd:
+            started.append(cmd[-1])
+            time.sleep(0.02)
+        return 0
+
+    monkeypatch.setattr(testrun, "_run", fake_run)
+    monkeypatch.setattr(testrun, "_print", lambda res: None)
+    names = ["agent", "backup", "base", "monitoring", "tls", "zeta"]
+    (project / "molecule" / "zeta").mkdir()
+    (project / "molecule" / "zeta" / "WIP").write_text("not yet")
+    expected = ["backup", "monitoring", "agent", "base", "tls"]
+    for _ in range(5):
+        started.clear()
+        # One slot (two stages still running beside): each scenario starts only when the one before ends.
+        from concurrent.futures import Future
+
+        testrun.stage_molecule(names, 2, beside=[Future(), Future()])
+        assert started == expected
+        # Each run records its durations; the next run orders by them.
+        expected = [n for n in testrun.longest_first(names) if n != "zeta"]
