@@ -264,7 +264,8 @@ def test_failures_are_printed_before_the_summary(project: Path, capsys) -> None:
 
 
 def test_lab_chains_get_the_cpu_first(monkeypatch, tmp_path):
-    """Molecule, unit tests and lint run niced; the lab groups (long serial chains) at normal priority."""
+    """Molecule, unit tests, lint and the isolated group run niced; the converged group (the longest serial
+    chain) at normal priority."""
     commands: list[list[str]] = []
     monkeypatch.setattr(testrun, "PROJECT", tmp_path)
     monkeypatch.setattr(testrun, "REPORTS", tmp_path / "reports")
@@ -281,7 +282,8 @@ def test_lab_chains_get_the_cpu_first(monkeypatch, tmp_path):
     assert niceness("molecule") == {testrun.NICE_MOLECULE} and testrun.NICE_MOLECULE > 0
     assert niceness("yamllint") == {testrun.NICE_LINT} and testrun.NICE_LINT > 0
     assert niceness("tests/unit") == {testrun.NICE_UNIT} and testrun.NICE_UNIT > 0
-    assert niceness("a.py") == {0} and niceness("b.py") == {0}
+    assert niceness("a.py") == {0}  # the converged group: the critical chain
+    assert niceness("b.py") == {testrun.NICE_ISOLATED} and 0 < testrun.NICE_ISOLATED < testrun.NICE_MOLECULE
 
 
 def test_scenarios_start_in_queue_order_whichever_thread_wakes_first(project: Path, monkeypatch) -> None:
