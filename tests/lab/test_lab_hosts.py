@@ -86,7 +86,11 @@ def test_ansible_payloads_compile_once_per_host(lab_host, tmp_path, suite):
         proc = subprocess.run(
             ["ansible", name, "-i", str(inventory), "-m", "ansible.builtin.file", "-a", args],
             cwd=podman.PROJECT_DIR,
-            env={**os.environ, "ANSIBLE_CONFIG": str(podman.PROJECT_DIR / "ansible.cfg")},
+            env={
+                **os.environ,
+                "ANSIBLE_CONFIG": str(podman.PROJECT_DIR / "ansible.cfg"),
+                "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",  # ansible.cfg says yaml; the assertion reads JSON
+            },
             capture_output=True,
             text=True,
             timeout=300,
