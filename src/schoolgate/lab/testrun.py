@@ -34,10 +34,8 @@ MOLECULE_TIMEOUT_S = 45 * 60
 # container started at nice 12) fails with 214/SETSCHEDULER. Container work is shared between container
 # cgroups, which nice does not reach anyway (cgroup v1 cpu.shares; measured: with Molecule at nice 10-12 the
 # converge of lab t still took 23 minutes).
-NICE_ISOLATED = 0
 NICE_LINT = 5
 NICE_UNIT = 5
-NICE_MOLECULE = 0
 
 
 def _niced(level: int, cmd: Sequence[str]) -> list[str]:
@@ -179,10 +177,7 @@ def stage_lab(which: Sequence[str]) -> list[Result]:
         return []
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         futures = [
-            pool.submit(
-                stage_pytest, f"lab-{name}", ["-m", "lab", *files], NICE_ISOLATED if name == "isolated" else 0
-            )
-            for name, files in groups.items()
+            pool.submit(stage_pytest, f"lab-{name}", ["-m", "lab", *files]) for name, files in groups.items()
         ]
         return [f.result() for f in futures]
 
@@ -320,9 +315,7 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = (
             log = REPORTS / f"molecule-{name}.log"
             log.unlink(missing_ok=True)
             started = time.monotonic()
-            rc = _run(
-                _niced(NICE_MOLECULE, ["molecule", "test", "-s", name]), log, timeout=MOLECULE_TIMEOUT_S
-            )
+            rc = _run(["molecule", "test", "-s", name], log, timeout=MOLECULE_TIMEOUT_S)
             res = Result(f"molecule:{name}", int(rc == 0), int(rc != 0), time.monotonic() - started, log)
         _print(res)
         return res
@@ -330,7 +323,7 @@ def stage_molecule(names: Sequence[str], jobs: int, beside: Sequence[Future] = (
     if not names:
         return []
     # Build/reuse images once up front so parallel scenarios do not queue on the image lock.
-    _run(["schoolgate", "lab", "images"], REPORTS / "lab-images.log")
+    _run(["schoolgate", "lab", "images"], REPORTS / IMAGES_LOG)
     if jobs > 1:  # --jobs 1 asks for one at a time, always
         for stage in beside:
             stage.add_done_callback(lambda _f: slots.widen(1))
