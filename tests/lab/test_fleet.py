@@ -82,6 +82,15 @@ def break_apt(host: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def processes(hosts: set[str]) -> str:
+    """What still runs in schools that failed unexpectedly (a hung apt shows its methods and sockets)."""
+    out = []
+    for host in sorted(hosts):
+        r = exec_(host, "ps -eo pid,ppid,etime,stat,wchan:24,args | cut -c1-200; ss -tnp | head -40")
+        out.append(f"\n--- {host}: processes and TCP sockets\n{r.stdout}{r.stderr}")
+    return "".join(out)
+
+
 def fix_apt(host: str) -> None:
     exec_(host, f"rm -f {BROKEN_LIST} {BROKEN_CONF}")
 
@@ -149,7 +158,8 @@ def test_broken_school_fails_alone_and_resume_touches_only_it(fleet_lab, tmp_pat
         )
         assert proc.returncode == 1, proc.stdout + proc.stderr
         recs = records(state)
-        assert {k for k, v in recs.items() if v["status"] != "ok"} == {"school-004"}, proc.stdout
+        failed = {k for k, v in recs.items() if v["status"] != "ok"}
+        assert failed == {"school-004"}, proc.stdout + processes(failed - {"school-004"})
         assert len(recs) == 10
         bad = recs["school-004"]
         assert bad["stage_reached"] == "base" and bad["failed_task"] == "Install baseline packages"

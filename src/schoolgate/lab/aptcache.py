@@ -78,13 +78,19 @@ def ensure(log: Callable[[str], None] = print) -> str:
             _build_image(log)
             rebuilt = True
         state = podman.container_state(NAME)
-        if state == "running" and not rebuilt and _answers_soon():
-            return "running"
-        # Stale: exited, from an older image, or "running" in podman's records while its processes are gone
-        # (seen in a lab: every container then silently went DIRECT to the mirror).
+        if state == "running" and not rebuilt:
+            if _answers_soon():
+                return "running"
+            # Stale: "running" in podman's records while its processes are gone (seen in a lab: every
+            # container then silently went DIRECT to the mirror). Said aloud: it cuts downloads in flight.
+            log(f"aptcache: {NAME} runs but did not answer {PROBES} probes on its port; replacing it")
+        # Otherwise exited or from an older image.
         podman.remove_container(NAME)
         store = images.cache_dir() / "apt-cacher-ng"
         store.mkdir(parents=True, exist_ok=True)
+        # The cache's own log outlives the container, so a failed download can be traced afterwards.
+        logs = images.cache_dir() / "apt-cacher-ng-log"
+        logs.mkdir(parents=True, exist_ok=True)
         podman.run(
             [
                 "run",
@@ -99,6 +105,8 @@ def ensure(log: Callable[[str], None] = print) -> str:
                 "org.schoolgate.lab=aptcache",
                 "-v",
                 f"{store}:/var/cache/apt-cacher-ng",
+                "-v",
+                f"{logs}:/var/log/apt-cacher-ng",
                 IMAGE,
             ],
             subject=NAME,
@@ -126,28 +134,45 @@ def _addresses() -> list[str]:
 
 # A busy machine can leave one probe unanswered; replacing the cache then would cut every download in
 # flight (other scenarios and lab groups use it at the same time), so it takes several misses in a row.
+# A probe where podman could not even say the container's address is no miss: that is podman busy, not
+# the cache gone.
 PROBES = 3
 PROBE_PAUSE_S = 3.0
+MAX_PROBE_ROUNDS = 3 * PROBES
 
 
 def _answers_soon() -> bool:
-    for attempt in range(PROBES):
+    misses = 0
+    for attempt in range(MAX_PROBE_ROUNDS):
         if attempt:
             time.sleep(PROBE_PAUSE_S)
-        if answers():
+        result = probe()
+        if result:
             return True
+        if result is False:
+            misses += 1
+            if misses >= PROBES:
+                return False
     return False
 
 
-def answers(timeout: float = 2.0) -> bool:
-    """The cache accepts connections on its port (the host reaches lab addresses over the bridge)."""
-    for address in _addresses():
+def probe(timeout: float = 2.0) -> bool | None:
+    """True: the cache accepts connections; False: it refused or timed out; None: no address known."""
+    addresses = _addresses()
+    if not addresses:
+        return None
+    for address in addresses:
         try:
             with socket.create_connection((address, images.APT_CACHE_PORT), timeout=timeout):
                 return True
         except OSError:
             continue
     return False
+
+
+def answers(timeout: float = 2.0) -> bool:
+    """The cache accepts connections on its port (the host reaches lab addresses over the bridge)."""
+    return bool(probe(timeout))
 
 
 def attach(network: str) -> None:

@@ -52,7 +52,18 @@ else
     echo DIRECT
 fi
 """
-APT_PROXY_CONF = f'Acquire::http::Proxy-Auto-Detect "/{PROXY_DETECT_PATH}";\n'
+APT_PROXY_CONF = (
+    "// schoolgate lab image only (not installed on real servers)\n"
+    f'Acquire::http::Proxy-Auto-Detect "/{PROXY_DETECT_PATH}";\n'
+    # A rollout's apt acquire hung for the whole task timeout with its http method idle on a connection the
+    # cache had closed (seen twice: session 4 here, and in CI) while other schools downloaded the same files.
+    # One request per connection takes pipelining (which a proxy closing mid-queue can derail) out of the
+    # picture; the cache is on the same bridge, so the cost is a local TCP handshake per file.
+    'Acquire::http::Pipeline-Depth "0";\n'
+    # A stalled transfer fails (and apt retries it, Acquire::Retries) after 60 s instead of apt's default.
+    'Acquire::http::Timeout "60";\n'
+    'Acquire::Retries "3";\n'
+)
 # Lab containers are thrown away, so dpkg need not fsync every unpacked file: package installs in the lab
 # (Molecule, make test) take ~20 % less time. Real servers keep dpkg's default.
 DPKG_UNSAFE_IO = "# schoolgate lab image only (throwaway containers): no fsync per file\nforce-unsafe-io\n"

@@ -24,25 +24,47 @@ def fake_podman(monkeypatch: pytest.MonkeyPatch, tmp_path):
 
 
 def test_a_running_cache_that_answers_is_kept(fake_podman, monkeypatch):
-    monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: True)
+    monkeypatch.setattr(aptcache, "probe", lambda timeout=2.0: True)
     assert aptcache.ensure(log=lambda _m: None) == "running"
     assert fake_podman == []
 
 
 def test_a_running_cache_that_does_not_answer_is_replaced(fake_podman, monkeypatch):
-    answered = iter([False, False, False, True])
+    answered = iter([False, False, False])
+    said: list[str] = []
     monkeypatch.setattr(aptcache, "PROBE_PAUSE_S", 0.0)
-    monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: next(answered))
-    assert aptcache.ensure(log=lambda _m: None) == "started"
+    monkeypatch.setattr(aptcache, "probe", lambda timeout=2.0: next(answered))
+    monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: True)
+    assert aptcache.ensure(log=said.append) == "started"
     assert fake_podman == [f"remove {aptcache.NAME}", "run -d"]
+    assert any("did not answer 3 probes" in m for m in said)
 
 
 def test_one_missed_probe_does_not_replace_a_cache_in_use(fake_podman, monkeypatch):
     answered = iter([False, True])
     monkeypatch.setattr(aptcache, "PROBE_PAUSE_S", 0.0)
-    monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: next(answered))
+    monkeypatch.setattr(aptcache, "probe", lambda timeout=2.0: next(answered))
     assert aptcache.ensure(log=lambda _m: None) == "running"
     assert fake_podman == []
+
+
+def test_podman_not_knowing_the_address_is_no_miss(fake_podman, monkeypatch):
+    # podman busy (inspect failed) twice between two refusals, then the cache answers: kept.
+    answered = iter([False, None, None, False, True])
+    monkeypatch.setattr(aptcache, "PROBE_PAUSE_S", 0.0)
+    monkeypatch.setattr(aptcache, "probe", lambda timeout=2.0: next(answered))
+    assert aptcache.ensure(log=lambda _m: None) == "running"
+    assert fake_podman == []
+
+
+def test_the_log_directory_is_mounted_from_the_host_cache(fake_podman, monkeypatch, tmp_path):
+    runs: list[list[str]] = []
+    states = iter(["exited", "running"])
+    monkeypatch.setattr(podman, "container_state", lambda name: next(states))
+    monkeypatch.setattr(podman, "run", lambda args, **kw: runs.append(list(args)))
+    monkeypatch.setattr(aptcache, "answers", lambda timeout=2.0: True)
+    assert aptcache.ensure(log=lambda _m: None) == "started"
+    assert f"{tmp_path}/apt-cacher-ng-log:/var/log/apt-cacher-ng" in runs[0]
 
 
 def test_answers_probes_the_containers_addresses(monkeypatch):
@@ -56,4 +78,6 @@ def test_answers_probes_the_containers_addresses(monkeypatch):
         monkeypatch.setattr(aptcache, "_addresses", lambda: ["127.0.0.1"])
         assert aptcache.answers(timeout=1)
     monkeypatch.setattr(aptcache, "_addresses", lambda: ["127.0.0.1"])
-    assert not aptcache.answers(timeout=1)
+    assert aptcache.probe(timeout=1) is False
+    monkeypatch.setattr(aptcache, "_addresses", lambda: [])
+    assert aptcache.probe(timeout=1) is None
