@@ -118,3 +118,10 @@ def test_agent_path_must_be_a_prefix(playbook, pair):
     rc, out = run_preflight(playbook, tls_cert_file=str(cert), tls_key_file=str(key), tls_agent_path="api")
     assert rc != 0
     assert "tls_agent_path ('api'" in out
+
+
+def test_agent_keepalive_out_of_range(playbook, pair):
+    cert, key, _ = pair
+    rc, out = run_preflight(playbook, tls_cert_file=str(cert), tls_key_file=str(key), tls_agent_keepalive=-1)
+    assert rc != 0
+    assert "tls_agent_keepalive 0-1024 (is -1)" in out

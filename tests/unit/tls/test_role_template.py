@@ -3,12 +3,16 @@ both Mozilla profiles, probed with tls_probe and openssl s_client."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,8 +61,9 @@ def render(tmp_path, **variables) -> str:
     return str(out)
 
 
-@pytest.fixture(params=["intermediate", "modern"])
-def role_nginx(request, pki, tmp_path):
+@contextlib.contextmanager
+def served(tmp_path: Path, pki, **variables) -> Iterator[tuple[int, int, str]]:
+    """The rendered nginx.conf, checked by nginx -t, running on 127.0.0.1: (https port, http port, text)."""
     live = tmp_path / "live"
     live.mkdir()
     (live / "fullchain.pem").write_bytes(pki.fullchain.read_bytes())
@@ -69,18 +74,20 @@ def role_nginx(request, pki, tmp_path):
     https, http = free_port(), free_port()
     conf = render(
         tmp_path,
-        tls_profile=request.param,
-        tls_live_dir=str(live),
-        tls_https_port=https,
-        tls_http_port=http,
-        tls_server_name=SERVER_NAME,
-        tls_nginx_user="root",
-        tls_nginx_pid_file=str(tmp_path / "nginx.pid"),
-        tls_nginx_log_dir=str(tmp_path),
-        tls_portal_root=str(tmp_path / "www"),
-        _tls_nginx_version="1.22.1",
-        tls_listen_ipv6=False,
-        tls_cert_source="provided",
+        **{
+            "tls_live_dir": str(live),
+            "tls_https_port": https,
+            "tls_http_port": http,
+            "tls_server_name": SERVER_NAME,
+            "tls_nginx_user": "root",
+            "tls_nginx_pid_file": str(tmp_path / "nginx.pid"),
+            "tls_nginx_log_dir": str(tmp_path),
+            "tls_portal_root": str(tmp_path / "www"),
+            "_tls_nginx_version": "1.22.1",
+            "tls_listen_ipv6": False,
+            "tls_cert_source": "provided",
+            **variables,
+        },
     )
     text = Path(conf).read_text()
     # Run on the loopback only, whatever the template says about the listen address.
@@ -91,15 +98,23 @@ def role_nginx(request, pki, tmp_path):
     check = subprocess.run([NGINX, "-t", "-c", conf], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen([NGINX, "-c", conf, "-g", "daemon off;"], stderr=subprocess.PIPE)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", https), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield request.param, https, http, text
-    proc.send_signal(signal.SIGQUIT)
-    proc.wait(timeout=15)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", https), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield https, http, text
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(timeout=15)
+
+
+@pytest.fixture(params=["intermediate", "modern"])
+def role_nginx(request, pki, tmp_path):
+    with served(tmp_path, pki, tls_profile=request.param) as (https, http, text):
+        yield request.param, https, http, text
 
 
 def test_rendered_profile_serves_what_it_promises(tls_probe, role_nginx, pki):
@@ -128,3 +143,61 @@ def test_rendered_profile_serves_what_it_promises(tls_probe, role_nginx, pki):
     assert facts["hsts"]["max_age"] == 63072000
     assert facts["http_redirect"]["to_https"]
     assert facts["http_redirect"]["location"] == f"https://{SERVER_NAME}:{https}/schoolgate-probe?x=1"
+
+
+class CountingAgent:
+    """Plays the agent behind nginx: answers every request over HTTP/1.1 keep-alive and counts the TCP
+    connections it accepts."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        counter = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                counter.connections += 1
+                super().setup()
+
+            def do_GET(self) -> None:
+                body = b'{"status": "ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize(("keepalive", "expected"), [(128, "few"), (0, "one per request")])
+def test_agent_connections_are_kept_alive(pki, tmp_path, keepalive, expected):
+    agent = CountingAgent()
+    requests = 30
+    try:
+        with served(tmp_path, pki, tls_agent_port=agent.port, tls_agent_keepalive=keepalive) as served_nginx:
+            https, _, text = served_nginx
+            upstream = text.split("upstream schoolgate_agent {")[1].split("}")[0]
+            assert ("keepalive" in upstream) == (keepalive > 0), upstream
+            url = f"https://{SERVER_NAME}:{https}/api/healthz"
+            # One curl, one client connection, 30 requests in a row.
+            out = subprocess.run(
+                ["curl", "-sS", "--resolve", f"{SERVER_NAME}:{https}:127.0.0.1", "--cacert", str(pki.root)]
+                + ["-o", "/dev/null", "-w", "%{http_code}\n", url] * requests,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.stdout.split() == ["200"] * requests, out.stderr
+    finally:
+        agent.server.shutdown()
+    if expected == "few":  # at most one per nginx worker
+        assert agent.connections <= os.cpu_count(), agent.connections
+    else:
+        assert agent.connections == requests
