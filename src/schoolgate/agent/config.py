@@ -103,6 +103,10 @@ class ServicesConfig:
     enabled: bool = True  # needs delivery (the provider and its token)
     refresh_s: float = 600.0  # service catalogue cache
     poll_s: float = 1.0  # how often pending справки are checked
+    # Connections to the provider for the portal's own calls (справки, signing sessions, the poller): a pool
+    # of their own, since behind the delivery workers' few connections a portal request waited seconds.
+    max_connections: int = 32
+    poll_concurrency: int = 8  # pending справки/signing sessions checked at once
     webhook_url: str = ""  # the portal's endpoint told about ready documents (HMAC-signed POST)
     # CA bundle (PEM) of the accredited CAs whose certificates parents sign with; empty: the signature and the
     # certificate the provider reports are checked, not the certificate's chain.
@@ -245,6 +249,10 @@ def validate(cfg: AgentConfig, *, check_files: bool = True) -> list[str]:
         problems.extend(_check_url("services.webhook_url", cfg.services.webhook_url))
     if cfg.services.refresh_s < 10 or cfg.services.poll_s < 0.1:
         problems.append("services.refresh_s (≥ 10) or services.poll_s (≥ 0.1) is too small")
+    if not 1 <= cfg.services.max_connections <= 512:
+        problems.append("services.max_connections: must be between 1 and 512")
+    if not 1 <= cfg.services.poll_concurrency <= cfg.services.max_connections:
+        problems.append("services.poll_concurrency: must be between 1 and services.max_connections")
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         problems.append(f"log_level: {cfg.log_level!r} must be debug, info, warning or error")
     if check_files:

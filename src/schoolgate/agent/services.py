@@ -219,27 +219,27 @@ class Services:
         webhooks = bool(self.cfg.services.webhook_url)
         while True:
             try:
-                for rid in await self._ids(
-                    "SELECT request_id FROM documents WHERE status = 'pending' ORDER BY created_at LIMIT 100"
-                ):
-                    await self._poll_one(rid)
-                for rid in await self._ids(
-                    "SELECT request_id FROM documents WHERE status IN ('ready', 'failed') AND"
-                    " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
-                ):
-                    if webhooks:
-                        await self._webhook(rid)
-                for sid in await self._ids(
-                    "SELECT session_id FROM signing_sessions WHERE status = 'awaiting_signature'"
-                    " ORDER BY created_at LIMIT 100"
-                ):
-                    await self._poll_signing(sid)
+                await self._each(
+                    "SELECT request_id FROM documents WHERE status = 'pending' ORDER BY created_at LIMIT 100",
+                    self._poll_one,
+                )
                 if webhooks:
-                    for sid in await self._ids(
+                    await self._each(
+                        "SELECT request_id FROM documents WHERE status IN ('ready', 'failed') AND"
+                        " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100",
+                        self._webhook,
+                    )
+                await self._each(
+                    "SELECT session_id FROM signing_sessions WHERE status = 'awaiting_signature'"
+                    " ORDER BY created_at LIMIT 100",
+                    self._poll_signing,
+                )
+                if webhooks:
+                    await self._each(
                         "SELECT session_id FROM signing_sessions WHERE status != 'awaiting_signature' AND"
-                        " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100"
-                    ):
-                        await self._signing_webhook(sid)
+                        " (webhook_status IS NULL OR webhook_status LIKE 'retry%') LIMIT 100",
+                        self._signing_webhook,
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -247,6 +247,22 @@ class Services:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.cfg.services.poll_s)
+
+    async def _each(self, sql: str, work: Callable[[str], Awaitable[None]]) -> None:
+        """`work` for every id the query finds, `services.poll_concurrency` at a time. One by one, a backlog
+        (thousands of справки after a busy hour) kept a new request waiting minutes: 11 a second were done."""
+        ids = await self._ids(sql)
+        gate = asyncio.Semaphore(self.cfg.services.poll_concurrency)
+
+        async def one(key: str) -> None:
+            async with gate:
+                await work(key)
+
+        # All finish before the next round, so no id is ever worked on twice at once.
+        outcomes = await asyncio.gather(*(one(key) for key in ids), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
 
     async def _poll_one(self, rid: str) -> None:
         headers = await self._headers()

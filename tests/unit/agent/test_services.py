@@ -147,3 +147,80 @@ def test_parent_signs_a_document_and_the_agent_verifies_the_cms(services_agent: 
         "POST", "/v1/signing-sessions", {"document": "%%%", "document_name": "x", "signer_oid": "1000002"}
     )
     assert status == 422 and body["errors"][0]["field"] == "document"
+
+
+def test_portal_calls_do_not_queue_behind_busy_deliveries(
+    tmp_path: Path, tls_sim: Any, school: Any, pki: dict[str, Path], sim_admin: Any
+) -> None:
+    """Every delivery worker holds a connection to a slow provider: справка requests still go out side by side
+    on their own pool (`services.max_connections`), not two at a time on what delivery leaves free."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .conftest import grade
+
+    # Small batches: each of the 4 partitions has batches queued for the whole test.
+    cfg = delivery_config(tls_sim, school, pki["ca"], batch_size=5)
+    agent = AgentProcess(tmp_path / "agent", cfg).start()
+    try:
+        wait(lambda: agent.request("GET", "/v1/services")[0] == 200, 20)
+        latency_s = 1.5
+        sim_admin.faults(latency_ms=int(latency_s * 1000), paths=["/edu/", "/services/v1/requests"])
+        status, body = agent.request("POST", "/v1/batches/grade", {"records": [grade() for _ in range(400)]})
+        assert status == 202, body
+        time.sleep(0.5)
+        n = 24
+
+        def one(_: int) -> int:
+            return agent.request(
+                "POST", "/v1/documents", {"service": "spravka-ob-obuchenii", "oid": "1000001"}, timeout=60
+            )[0]
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(n) as pool:
+            statuses = list(pool.map(one, range(n)))
+        took = time.monotonic() - started
+    finally:
+        sim_admin.clear_faults()
+        agent.stop()
+    assert statuses == [202] * n
+    # Side by side: about one provider round trip (1.6 s here). On what delivery left free: 7 s for 24.
+    assert took < 3 * latency_s, f"{n} справки took {took:.1f} s with the provider answering in {latency_s} s"
+
+
+def test_a_backlog_of_requests_is_polled_side_by_side(
+    tmp_path: Path, tls_sim: Any, school: Any, pki: dict[str, Path], sim_admin: Any
+) -> None:
+    """The provider takes a second per answer: 16 pending справки are checked `services.poll_concurrency` (8)
+    at a time, not 16 × 3 round trips one after another (48 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = delivery_config(tls_sim, school, pki["ca"])
+    cfg["services"] = {"poll_s": 0.2}
+    agent = AgentProcess(tmp_path / "agent", cfg).start()
+    try:
+        wait(lambda: agent.request("GET", "/v1/services")[0] == 200, 20)
+        sim_admin.faults(latency_ms=1000, paths=["/services/v1/requests"])
+        n = 16
+
+        def one(_: int) -> Any:
+            return agent.request(
+                "POST", "/v1/documents", {"service": "spravka-ob-obuchenii", "oid": "1000001"}, timeout=60
+            )
+
+        with ThreadPoolExecutor(n) as pool:
+            created = list(pool.map(one, range(n)))
+        assert [status for status, _ in created] == [202] * n, created
+        ids = [body["request_id"] for _, body in created]
+        started = time.monotonic()
+
+        def done() -> list[Any]:
+            rows = [agent.request("GET", f"/v1/documents/{rid}")[1] for rid in ids]
+            return rows if all(r["status"] != "pending" for r in rows) else []
+
+        rows = wait(done, 60)
+        took = time.monotonic() - started
+    finally:
+        sim_admin.clear_faults()
+        agent.stop()
+    assert all(r["status"] == "ready" and r["signature_verified"] for r in rows), rows
+    assert took < 24, f"{n} pending справки took {took:.1f} s to check (10 s here; one by one: 48 s)"

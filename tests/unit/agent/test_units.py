@@ -127,6 +127,9 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
     text = str(err.value)
     assert "listen.port" in text and "auth.hmac_secret_file: required" in text
     assert "provider.base_url: required" in text and "esia.client_id: required" in text
+    p.write_text(json.dumps({"services": {"max_connections": 0}}))
+    with pytest.raises(config.ConfigError, match=r"services\.max_connections: must be between 1 and 512"):
+        config.load(p)
     p.write_text("{not json")
     with pytest.raises(config.ConfigError, match="cannot parse"):
         config.load(p)
