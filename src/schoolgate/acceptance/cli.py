@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 
+from .. import aio
 from .target import Target, TargetError
 
 
@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cases = [c.strip() for c in args.cases.split(",")] if args.cases else None
     print(f"Приёмочные испытания школы {target.school}: {target.portal_url}")
     try:
-        result = asyncio.run(
+        result = aio.run(
             run(
                 target,
                 args.out,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
 from typing import Any
+
+from .. import aio
 
 
 def register(subparsers: Any) -> None:
@@ -71,14 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     logs.setup(cfg.log_level)
     try:
-        import uvloop  # optional: faster event loop when installed
-    except ImportError:
-        uvloop = None
-    try:
-        if uvloop is not None:
-            uvloop.run(run(cfg, ready_file=args.ready_file))
-        else:
-            asyncio.run(run(cfg, ready_file=args.ready_file))
+        aio.run(run(cfg, ready_file=args.ready_file))
     except ValueError as exc:  # secret file problems etc., already phrased for the admin
         print(f"agent: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ import os
 import ssl
 from pathlib import Path
 
+from .. import aio
+
 DEFAULT_STATE_DIR = Path(os.environ.get("SCHOOLGATE_SIM_STATE", "/var/lib/schoolgate-sim"))
 
 
@@ -92,5 +94,13 @@ def _serve(args: argparse.Namespace) -> int:
     logs.log(
         "sim.start", host=args.host, port=args.port, tls=bool(ssl_context), state_dir=str(args.state_dir)
     )
-    web.run_app(app, host=args.host, port=args.port, ssl_context=ssl_context, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_context,
+        print=None,
+        access_log=None,
+        loop=aio.new_event_loop(),
+    )
     return 0
