@@ -5,6 +5,7 @@ headless Chromium."""
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -38,7 +39,11 @@ def test_integration_test_green_and_report_renders(converged_lab, tmp_path):
     assert all(status == "passed" for status, _ in cases.values()), cases
     assert len(cases) == 6
     load = data["load"]
-    assert load["clients"] == 200 and load["errors_5xx"] == 0 and load["p95_s"] <= 2.0, load
+    # CI shows only the message: every figure of the verdict, per operation, and how busy the host was.
+    verdict = {k: load.get(k) for k in ("rate_rps", "p50_s", "p95_s", "p99_s", "statuses", "by_operation")}
+    assert load["clients"] == 200 and load["errors_5xx"] == 0 and load["p95_s"] <= 2.0, (
+        f"{verdict} loadavg {os.getloadavg()}"
+    )
     assert data["passed"] is True
     out = ROOT / "reports" / "acceptance" / f"{converged_lab.ns}-school-001"
     suite = ET.parse(out / "acceptance.junit.xml").getroot().find("testsuite")
