@@ -71,6 +71,8 @@ def test_a_wrong_access_code_fails_with_the_answer_and_no_retry(sim, access_code
     run = play(tmp_path, request(sim, wrong, csr))
     assert run.rc != 0
     assert "не выпустил сертификат по запросу school-ca.csr: HTTP 401" in run.stdout, run.output[-3000:]
+    # The code once, then the text (error_description begins with the code too).
+    assert "HTTP 401 SIM-401 unknown access code." in " ".join(run.stdout.split()), run.stdout[-2000:]
     assert "Проверьте код доступа" in run.stdout
     assert "FAILED - RETRYING" not in run.stdout  # a 4xx is the УЦ's answer
     assert wrong not in run.output and access_code not in run.output
