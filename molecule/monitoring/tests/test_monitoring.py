@@ -158,6 +158,10 @@ def test_agent_down_is_reported(host):
         assert node_metrics(host)["schoolgate_agent_up"] == 0
     finally:
         host.run_test("systemctl start molecule-fake-agent.service")
+        # `start` returns once Python is forked, not listening: a relay run before that saw it down (CI).
+        host.run_test(
+            "timeout 30 bash -c 'until (exec 3<>/dev/tcp/127.0.0.1/8700) 2>/dev/null; do sleep 0.2; done'"
+        )
         host.run_test("systemctl start schoolgate-monitoring-agent.service")
     assert node_metrics(host)["schoolgate_agent_up"] == 1
 
